@@ -1,0 +1,45 @@
+// lacuna: version and the configuration macros every header sees.
+#pragma once
+
+// The single source of the version: CMake reads these three lines.
+#define LACUNA_VERSION_MAJOR 0
+#define LACUNA_VERSION_MINOR 1
+#define LACUNA_VERSION_PATCH 0
+
+#define LACUNA_STRINGIFY_IMPL(x) #x
+#define LACUNA_STRINGIFY(x) LACUNA_STRINGIFY_IMPL(x)
+#define LACUNA_VERSION_STRING                                                         \
+    LACUNA_STRINGIFY(LACUNA_VERSION_MAJOR)                                            \
+    "." LACUNA_STRINGIFY(LACUNA_VERSION_MINOR) "." LACUNA_STRINGIFY(LACUNA_VERSION_PATCH)
+
+// LACUNA_DISPATCH is defined to 1 by the CMake function lacuna_enable_dispatch() on targets that link
+// the generated per-instruction-set kernel tables. Without it, kernels run on the best instruction set
+// the translation unit's own compile flags enable.
+#ifndef LACUNA_DISPATCH
+#define LACUNA_DISPATCH 0
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define LACUNA_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define LACUNA_ALWAYS_INLINE inline
+#endif
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define LACUNA_X86_64 1
+#else
+#define LACUNA_X86_64 0
+#endif
+
+#if defined(__aarch64__) || defined(_M_ARM64)
+#define LACUNA_AARCH64 1
+#else
+#define LACUNA_AARCH64 0
+#endif
+
+namespace lacuna {
+
+/// The library version as "major.minor.patch".
+inline constexpr const char* version = LACUNA_VERSION_STRING;
+
+} // namespace lacuna

@@ -1,0 +1,136 @@
+// lacuna: the vector vocabulary kernels are written in, the same from xsimd 8.1 to 14.
+//
+// Kernels use `vec<T, Arch>`: an xsimd batch for a vector arch, plain `T` for simd::scalar (one lane),
+// so one kernel body serves every arch and its own scalar tail. Every xsimd call whose spelling
+// changed between versions goes through a function here; kernels call xsimd directly only for API
+// that all versions share (DESIGN.md, "xsimd compatibility rules").
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <type_traits>
+
+#include <xsimd/xsimd.hpp>
+
+#include "lacuna/simd/arch.hpp"
+
+namespace lacuna::simd {
+
+template <class T, class Arch> struct vec_of { using type = xsimd::batch<T, Arch>; };
+template <class T> struct vec_of<T, scalar> { using type = T; };
+
+/// The register type of T on Arch: an xsimd batch, or T itself on the scalar arch.
+template <class T, class Arch> using vec = typename vec_of<T, Arch>::type;
+
+template <class V> inline constexpr bool is_lane = std::is_arithmetic_v<V>;
+
+template <class V> struct width_of { static constexpr std::size_t value = V::size; };
+template <class V>
+    requires is_lane<V>
+struct width_of<V> {
+    static constexpr std::size_t value = 1;
+};
+
+/// Lanes in a register of type V.
+template <class V> inline constexpr std::size_t width = width_of<V>::value;
+
+/// The element type of V.
+template <class V> struct lane_of { using type = typename V::value_type; };
+template <class V>
+    requires is_lane<V>
+struct lane_of<V> {
+    using type = V;
+};
+template <class V> using lane = typename lane_of<V>::type;
+
+template <class V> LACUNA_ALWAYS_INLINE V load(const lane<V>* p) noexcept {
+    if constexpr (is_lane<V>) return *p;
+    else return V::load_unaligned(p);
+}
+
+template <class V> LACUNA_ALWAYS_INLINE void store(lane<V>* p, const V& v) noexcept {
+    if constexpr (is_lane<V>) *p = v;
+    else v.store_unaligned(p);
+}
+
+template <class V> LACUNA_ALWAYS_INLINE V fma(const V& a, const V& b, const V& c) noexcept {
+    if constexpr (is_lane<V>) return a * b + c;
+    else return xsimd::fma(a, b, c);
+}
+
+/// max(a, b); which operand a NaN yields differs by arch, so kernels that must propagate NaN track
+/// it separately (see has_nan).
+template <class V> LACUNA_ALWAYS_INLINE V max(const V& a, const V& b) noexcept {
+    if constexpr (is_lane<V>) return a < b ? b : a;
+    else return xsimd::max(a, b);
+}
+
+template <class V> LACUNA_ALWAYS_INLINE V exp(const V& x) noexcept {
+    if constexpr (is_lane<V>) return std::exp(x);
+    else return xsimd::exp(x);
+}
+
+/// The mask type of comparisons on V: bool for a lane, batch_bool for a batch.
+template <class V> using mask = decltype(std::declval<V>() < std::declval<V>());
+
+template <class V> LACUNA_ALWAYS_INLINE V select(const mask<V>& m, const V& a, const V& b) noexcept {
+    if constexpr (is_lane<V>) return m ? a : b;
+    else return xsimd::select(m, a, b);
+}
+
+template <class M> LACUNA_ALWAYS_INLINE bool any(const M& m) noexcept {
+    if constexpr (std::is_same_v<M, bool>) return m;
+    else return xsimd::any(m);
+}
+
+/// Lanes of x that are NaN (not `x != x`: xsimd 8's AVX-512 != is an ordered compare, false on NaN).
+template <class V> LACUNA_ALWAYS_INLINE mask<V> is_nan(const V& x) noexcept {
+    if constexpr (is_lane<V>) return x != x;
+    else return xsimd::isnan(x);
+}
+
+/// A mask from `width<V>` bools in memory.
+template <class V> LACUNA_ALWAYS_INLINE mask<V> load_mask(const bool* p) noexcept {
+    if constexpr (is_lane<V>) return *p;
+    else return mask<V>::load_unaligned(p);
+}
+
+/// Sum of the lanes (xsimd 8 calls it hadd, 9 and later reduce_add).
+template <class V> LACUNA_ALWAYS_INLINE lane<V> reduce_add(const V& x) noexcept {
+    if constexpr (is_lane<V>) return x;
+#if XSIMD_VERSION_MAJOR >= 9
+    else return xsimd::reduce_add(x);
+#else
+    else return xsimd::hadd(x);
+#endif
+}
+
+/// Largest lane (xsimd 8 has no reduce_max: the lanes go through memory there).
+template <class V> LACUNA_ALWAYS_INLINE lane<V> reduce_max(const V& x) noexcept {
+    if constexpr (is_lane<V>) return x;
+#if XSIMD_VERSION_MAJOR >= 9
+    else return xsimd::reduce_max(x);
+#else
+    else {
+        alignas(64) lane<V> lanes[width<V>];
+        x.store_aligned(lanes);
+        return *std::max_element(lanes, lanes + width<V>);
+    }
+#endif
+}
+
+/// Reinterprets the bits of a batch as another element type of the same width
+/// (xsimd 8 to 10 name the target batch type, 11 and later the target element type).
+template <class To, class From, class Arch>
+LACUNA_ALWAYS_INLINE xsimd::batch<To, Arch> bit_cast(const xsimd::batch<From, Arch>& x) noexcept {
+    static_assert(sizeof(To) == sizeof(From), "bit_cast keeps the lane width");
+#if XSIMD_VERSION_MAJOR >= 11
+    return xsimd::bitwise_cast<To>(x);
+#else
+    return xsimd::bitwise_cast<xsimd::batch<To, Arch>>(x);
+#endif
+}
+
+} // namespace lacuna::simd
