@@ -1,0 +1,128 @@
+// The main of every lacuna bench binary: Google Benchmark with medians by default, the machine and
+// the BLAS kernel in the context, and a closing table of each case's speed against its baselines.
+//
+// A case is named "<op>/<impl>/<size>". After the run, every impl of an (op, size) is shown with its
+// median time and its speedup over the reference ("ref") and over each baseline in the same run.
+#pragma once
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include "lacuna/simd/dispatch.hpp"
+
+namespace lacuna::bench {
+
+/// True when the binary was started with --full (more sizes; longer runs are up to the caller).
+inline bool& full_run() {
+    static bool full = false;
+    return full;
+}
+
+inline std::string cpu_model() {
+    std::ifstream in("/proc/cpuinfo");
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+    return "unknown CPU";
+}
+
+/// Collects the median (or single) real time of every case, then prints them as a table.
+class summary_reporter : public benchmark::ConsoleReporter {
+public:
+    void ReportRuns(const std::vector<Run>& runs) override {
+        for (const Run& r : runs) {
+            bool median = r.run_type == Run::RT_Aggregate && r.aggregate_name == "median";
+            if (r.run_type == Run::RT_Iteration && r.repetitions > 1) continue;
+            if (r.run_type == Run::RT_Aggregate && !median) continue;
+            if (r.error_occurred) continue;
+            std::string name = r.run_name.str();
+            auto first = name.find('/'), last = name.rfind('/');
+            if (first == std::string::npos || first == last) continue;
+            entry e{name.substr(first + 1, last - first - 1), r.GetAdjustedRealTime(), 0};
+            if (auto it = r.counters.find("Gelem/s"); it != r.counters.end()) e.rate = it->second.value;
+            std::string key = name.substr(0, first) + " " + name.substr(last + 1);
+            if (std::find(order_.begin(), order_.end(), key) == order_.end()) order_.push_back(key);
+            table_[key].push_back(e);
+        }
+        ConsoleReporter::ReportRuns(runs);
+    }
+
+    void print_summary(const std::vector<std::string>& baselines) const {
+        std::printf("\nSummary (median time; speedup = baseline time / this time)\n");
+        std::printf("%-28s %-10s %12s %10s", "case", "impl", "time", "Gelem/s");
+        for (const auto& b : baselines) std::printf(" %10s", ("x " + b).c_str());
+        std::printf("\n");
+        for (const auto& key : order_) {
+            const auto& entries = table_.at(key);
+            for (const auto& e : entries) {
+                std::printf("%-28s %-10s %12s %10.2f", key.c_str(), e.impl.c_str(), format_time(e.time).c_str(),
+                            e.rate);
+                for (const auto& b : baselines) {
+                    auto base = std::find_if(entries.begin(), entries.end(), [&](const entry& x) { return x.impl == b; });
+                    if (base == entries.end()) std::printf(" %10s", "-");
+                    else std::printf(" %10.2f", base->time / e.time);
+                }
+                std::printf("\n");
+            }
+        }
+    }
+
+private:
+    struct entry {
+        std::string impl;
+        double time; // in the run's time unit
+        double rate; // Gelem/s
+    };
+    static std::string format_time(double t) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.1f ns", t);
+        return buf;
+    }
+    std::vector<std::string> order_;
+    std::map<std::string, std::vector<entry>> table_;
+};
+
+/// Parses lacuna's own flags, adds medians over 5 repetitions unless the caller chose otherwise,
+/// registers the cases (register_cases() runs after --full is known), runs, prints the summary.
+template <class Register>
+int run(int argc, char** argv, Register&& register_cases, const std::vector<std::string>& baselines) {
+    std::vector<char*> args;
+    bool repetitions_given = false;
+    for (int i = 0; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--full") {
+            full_run() = true;
+            continue;
+        }
+        if (a.rfind("--benchmark_repetitions", 0) == 0) repetitions_given = true;
+        args.push_back(argv[i]);
+    }
+    std::string reps = "--benchmark_repetitions=5", aggregates = "--benchmark_report_aggregates_only=true";
+    if (!repetitions_given) {
+        args.push_back(reps.data());
+        args.push_back(aggregates.data());
+    }
+    int n = int(args.size());
+    benchmark::Initialize(&n, args.data());
+    if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
+
+    benchmark::AddCustomContext("cpu_model", cpu_model());
+    benchmark::AddCustomContext("lacuna_arch", std::string(arch_name(active_arch())));
+    const char* coretype = std::getenv("OPENBLAS_CORETYPE");
+    benchmark::AddCustomContext("OPENBLAS_CORETYPE", coretype ? coretype : "unset");
+    register_cases();
+
+    summary_reporter reporter;
+    benchmark::RunSpecifiedBenchmarks(&reporter);
+    reporter.print_summary(baselines);
+    benchmark::Shutdown();
+    return 0;
+}
+
+} // namespace lacuna::bench
