@@ -29,6 +29,13 @@ public:
     using error::error;
 };
 
+/// Raw arrays that break a layout's invariants (unsorted indices, pointers that decrease, sizes that
+/// do not fit the index type, ...). The message names the array, the position and the rule.
+class invalid_layout : public error {
+public:
+    using error::error;
+};
+
 /// An instruction set that is not compiled in or that the CPU does not support.
 class arch_error : public error {
 public:

@@ -1,0 +1,232 @@
+// lacuna: compressed sparse rows (CSR).
+//
+//   row_ptr[rows + 1]  row i owns positions [row_ptr[i], row_ptr[i + 1]) of the two arrays below;
+//                      row_ptr[0] = 0 and row_ptr[rows] = nnz
+//   col_idx[nnz]       column of each stored value; sorted and unique within a row
+//   values[nnz]        the stored values, row by row
+//
+// csr_view looks at arrays someone else owns; csr owns its arrays (64-byte aligned) and is a
+// csr_view of them, so every function that takes a view takes a csr too.
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include "lacuna/core/aligned_buffer.hpp"
+#include "lacuna/core/dense.hpp"
+#include "lacuna/core/error.hpp"
+#include "lacuna/layout/common.hpp"
+#include "lacuna/layout/prune.hpp"
+
+namespace lacuna {
+
+namespace detail {
+
+/// Checks every CSR invariant; throws invalid_layout naming the array, the position and the rule.
+template <layout_index Index>
+void validate_csr(const char* where, std::size_t rows, std::size_t cols, std::span<const Index> row_ptr,
+                  std::span<const Index> col_idx, std::size_t values_size) {
+    check_fits_index<Index>(where, "row count", rows);
+    check_fits_index<Index>(where, "column count", cols);
+    check_fits_index<Index>(where, "nonzero count", col_idx.size());
+    if (row_ptr.size() != rows + 1)
+        fail<invalid_layout>(where, ": row_ptr has ", row_ptr.size(), " elements, expected ", rows + 1,
+                             " (rows + 1)");
+    if (values_size != col_idx.size())
+        fail<invalid_layout>(where, ": values has ", values_size, " elements, expected ", col_idx.size(),
+                             " (one per column index)");
+    if (row_ptr[0] != 0) fail<invalid_layout>(where, ": row_ptr[0] = ", row_ptr[0], ", expected 0");
+    for (std::size_t i = 0; i < rows; ++i)
+        if (row_ptr[i + 1] < row_ptr[i])
+            fail<invalid_layout>(where, ": row_ptr[", i + 1, "] = ", row_ptr[i + 1], " is less than row_ptr[", i,
+                                 "] = ", row_ptr[i], " (row pointers must not decrease)");
+    if (std::size_t(row_ptr[rows]) != col_idx.size())
+        fail<invalid_layout>(where, ": row_ptr[", rows, "] = ", row_ptr[rows], ", expected ", col_idx.size(),
+                             " (the number of column indices)");
+    for (std::size_t i = 0; i < rows; ++i)
+        for (auto k = std::size_t(row_ptr[i]); k < std::size_t(row_ptr[i + 1]); ++k) {
+            if (col_idx[k] < 0 || std::size_t(col_idx[k]) >= cols)
+                fail<invalid_layout>(where, ": col_idx[", k, "] = ", col_idx[k], " is outside [0, ", cols, ") (row ",
+                                     i, ")");
+            if (k > std::size_t(row_ptr[i]) && col_idx[k] <= col_idx[k - 1])
+                fail<invalid_layout>(where, ": col_idx[", k, "] = ", col_idx[k], " does not follow col_idx[", k - 1,
+                                     "] = ", col_idx[k - 1], " (columns must be sorted and unique within row ", i,
+                                     ")");
+        }
+}
+
+} // namespace detail
+
+/// A CSR matrix over arrays owned elsewhere. `T` may be const (read-only values); the structure
+/// arrays are always read-only. Copying a view copies pointers only.
+template <class T, layout_index Index = std::int32_t>
+class csr_view {
+public:
+    using value_type = std::remove_const_t<T>;
+    using index_type = Index;
+    static_assert(layout_value<value_type>, "csr holds float, double or bfloat16");
+
+    csr_view() = default;
+
+    /// Views the arrays after checking every invariant (O(rows + nnz)); throws invalid_layout.
+    csr_view(std::size_t rows, std::size_t cols, std::span<const Index> row_ptr, std::span<const Index> col_idx,
+             std::span<T> values)
+        : csr_view(unchecked, rows, cols, row_ptr.data(), col_idx.data(), values.data()) {
+        detail::validate_csr<Index>("lacuna::csr_view", rows, cols, row_ptr, col_idx, values.size());
+    }
+
+    /// Views trusted arrays without checking them.
+    csr_view(unchecked_t, std::size_t rows, std::size_t cols, const Index* row_ptr, const Index* col_idx,
+             T* values) noexcept
+        : rows_(rows), cols_(cols), row_ptr_(row_ptr), col_idx_(col_idx), values_(values) {}
+
+    /// A view with mutable values converts to a read-only one.
+    template <class U>
+        requires(std::is_const_v<T> && std::is_same_v<U, value_type>)
+    csr_view(const csr_view<U, Index>& o) noexcept // NOLINT: implicit, like T* to const T*
+        : csr_view(unchecked, o.rows(), o.cols(), o.row_ptr(), o.col_idx(), o.values()) {}
+
+    std::size_t rows() const noexcept { return rows_; }
+    std::size_t cols() const noexcept { return cols_; }
+    std::size_t nnz() const noexcept { return row_ptr_ ? std::size_t(row_ptr_[rows_]) : 0; }
+    /// nnz / (rows · cols); 0 for an empty shape.
+    double density() const noexcept { return rows_ && cols_ ? double(nnz()) / (double(rows_) * double(cols_)) : 0; }
+    /// The bytes the three arrays occupy.
+    std::size_t bytes() const noexcept {
+        return (row_ptr_ ? rows_ + 1 : 0) * sizeof(Index) + nnz() * (sizeof(Index) + sizeof(value_type));
+    }
+
+    const Index* row_ptr() const noexcept { return row_ptr_; }
+    const Index* col_idx() const noexcept { return col_idx_; }
+    T* values() const noexcept { return values_; }
+
+    /// The column indices and the values of row i.
+    std::span<const Index> row_cols(std::size_t i) const noexcept {
+        return {col_idx_ + row_ptr_[i], std::size_t(row_ptr_[i + 1] - row_ptr_[i])};
+    }
+    std::span<T> row_values(std::size_t i) const noexcept {
+        return {values_ + row_ptr_[i], std::size_t(row_ptr_[i + 1] - row_ptr_[i])};
+    }
+
+    /// Writes the matrix into `out` (zeros where nothing is stored). Throws shape_error if `out` is
+    /// not rows × cols.
+    template <order O> void to_dense(matrix_view<value_type, O> out) const {
+        if (out.rows() != rows_ || out.cols() != cols_)
+            detail::fail<shape_error>("lacuna::csr::to_dense: out is ", out.rows(), " x ", out.cols(), ", expected ",
+                                      rows_, " x ", cols_);
+        for (std::size_t i = 0; i < rows_; ++i) {
+            for (std::size_t j = 0; j < cols_; ++j) out(i, j) = value_type(0.f);
+            auto c = row_cols(i);
+            auto v = row_values(i);
+            for (std::size_t k = 0; k < c.size(); ++k) out(i, std::size_t(c[k])) = v[k];
+        }
+    }
+
+    /// The matrix as a row-major rows × cols array.
+    std::vector<value_type> to_dense() const {
+        std::vector<value_type> out(rows_ * cols_);
+        to_dense(matrix_view<value_type>(out, rows_, cols_));
+        return out;
+    }
+
+private:
+    std::size_t rows_ = 0, cols_ = 0;
+    const Index* row_ptr_ = nullptr;
+    const Index* col_idx_ = nullptr;
+    T* values_ = nullptr;
+};
+
+namespace detail {
+template <class T, class Index> struct csr_storage {
+    aligned_buffer<Index> row_ptr_buf;
+    aligned_buffer<Index> col_idx_buf;
+    aligned_buffer<T> values_buf;
+};
+} // namespace detail
+
+/// A CSR matrix that owns its arrays. It is a csr_view of them (values mutable), so anything that
+/// takes a view takes it. Copies are deep.
+template <layout_value T, layout_index Index = std::int32_t>
+class csr : private detail::csr_storage<T, Index>, public csr_view<T, Index> {
+    using storage = detail::csr_storage<T, Index>;
+    using view_type = csr_view<T, Index>;
+
+public:
+    /// An empty 0 × 0 matrix.
+    csr() : csr(unchecked, 0, 0, aligned_buffer<Index>(1), {}, {}) {}
+
+    /// Copies the arrays after checking every invariant; throws invalid_layout.
+    csr(std::size_t rows, std::size_t cols, std::span<const Index> row_ptr, std::span<const Index> col_idx,
+        std::span<const T> values)
+        : csr(unchecked, rows, cols, copy(row_ptr), copy(col_idx), copy(values)) {
+        detail::validate_csr<Index>("lacuna::csr", rows, cols, row_ptr, col_idx, values.size());
+    }
+
+    /// Takes ownership of trusted arrays without checking them.
+    csr(unchecked_t, std::size_t rows, std::size_t cols, aligned_buffer<Index> row_ptr, aligned_buffer<Index> col_idx,
+        aligned_buffer<T> values) noexcept
+        : storage{std::move(row_ptr), std::move(col_idx), std::move(values)},
+          view_type(unchecked, rows, cols, this->row_ptr_buf.data(), this->col_idx_buf.data(),
+                    this->values_buf.data()) {}
+
+    csr(const csr& o)
+        : csr(unchecked, o.rows(), o.cols(), copy(o.row_ptr_buf), copy(o.col_idx_buf), copy(o.values_buf)) {}
+    csr& operator=(const csr& o) {
+        if (this != &o) *this = csr(o);
+        return *this;
+    }
+    // The buffers move their heap arrays, so the view moves with them; the source becomes 0 × 0.
+    csr(csr&& o) noexcept : storage(std::move(o)), view_type(o) { o.view_type::operator=(view_type()); }
+    csr& operator=(csr&& o) noexcept {
+        storage::operator=(std::move(o));
+        view_type::operator=(o);
+        o.view_type::operator=(view_type());
+        return *this;
+    }
+    ~csr() = default;
+
+    /// Builds from a dense matrix, keeping the elements `rule` selects (see layout/prune.hpp; by
+    /// default every nonzero, NaN included). Throws invalid_layout if a count does not fit Index.
+    template <order O, selection_rule Rule = prune::nonzero>
+    static csr from_dense(matrix_view<const T, O> dense, const Rule& rule = {}) {
+        const std::size_t rows = dense.rows(), cols = dense.cols();
+        detail::check_fits_index<Index>("lacuna::csr::from_dense", "row count", rows);
+        detail::check_fits_index<Index>("lacuna::csr::from_dense", "column count", cols);
+        const std::vector<bool> keep = rule.select(dense);
+        std::size_t nnz = 0;
+        for (bool k : keep) nnz += k;
+        detail::check_fits_index<Index>("lacuna::csr::from_dense", "nonzero count", nnz);
+        aligned_buffer<Index> row_ptr(rows + 1);
+        aligned_buffer<Index> col_idx(nnz, aligned_buffer<Index>::uninitialized);
+        aligned_buffer<T> values(nnz, aligned_buffer<T>::uninitialized);
+        std::size_t k = 0;
+        for (std::size_t i = 0; i < rows; ++i) {
+            for (std::size_t j = 0; j < cols; ++j)
+                if (keep[i * cols + j]) {
+                    col_idx[k] = Index(j);
+                    values[k++] = dense(i, j);
+                }
+            row_ptr[i + 1] = Index(k);
+        }
+        return csr(unchecked, rows, cols, std::move(row_ptr), std::move(col_idx), std::move(values));
+    }
+
+    /// A view of this matrix (values read-only or mutable as the object is).
+    csr_view<const T, Index> view() const noexcept { return *this; }
+    csr_view<T, Index> view() noexcept { return *this; }
+
+private:
+    template <class U> static aligned_buffer<U> copy(std::span<const U> from) {
+        aligned_buffer<U> to(from.size(), aligned_buffer<U>::uninitialized);
+        if (!from.empty()) std::memcpy(static_cast<void*>(to.data()), from.data(), from.size_bytes());
+        return to;
+    }
+    template <class U> static aligned_buffer<U> copy(const aligned_buffer<U>& from) {
+        return copy(std::span<const U>(from.data(), from.size()));
+    }
+};
+
+} // namespace lacuna

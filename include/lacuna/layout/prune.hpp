@@ -1,0 +1,130 @@
+// lacuna: selection rules: which elements of a dense matrix a sparse layout keeps.
+//
+// A rule's select(dense) returns one flag per element, row-major. Magnitude rules rank by |x| with
+// NaN counted as +inf (a NaN weight is kept, never hidden), and break ties by the lower row-major
+// index, so every rule is deterministic.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <functional>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "lacuna/core/bfloat16.hpp"
+#include "lacuna/core/dense.hpp"
+#include "lacuna/core/error.hpp"
+
+namespace lacuna {
+
+/// A rule that picks the elements to keep: select(dense) gives rows·cols flags, row-major.
+template <class R>
+concept selection_rule = requires(const R& rule, matrix_view<const float> dense) {
+    { rule.select(dense) } -> std::same_as<std::vector<bool>>;
+};
+
+namespace prune {
+
+namespace detail {
+// The rank key of x: |x| in the precision of T (float for float and bfloat16), NaN as +inf.
+template <class T> using key_type = std::conditional_t<std::is_same_v<T, double>, double, float>;
+template <class T> key_type<T> magnitude(T x) noexcept {
+    key_type<T> v = key_type<T>(x);
+    return v != v ? std::numeric_limits<key_type<T>>::infinity() : std::abs(v);
+}
+
+// Sets keep[at(i)] for the k elements of largest key among n (key(i) for i < n), ties to lower i.
+template <class Key, class At>
+void keep_top_k(std::size_t n, std::size_t k, Key&& key, At&& at, std::vector<bool>& keep) {
+    if (k == 0) return;
+    if (k >= n) {
+        for (std::size_t i = 0; i < n; ++i) keep[at(i)] = true;
+        return;
+    }
+    using K = decltype(key(std::size_t(0)));
+    std::vector<K> keys(n);
+    for (std::size_t i = 0; i < n; ++i) keys[i] = key(i);
+    std::nth_element(keys.begin(), keys.begin() + std::ptrdiff_t(k - 1), keys.end(), std::greater<K>());
+    const K kth = keys[k - 1];
+    std::size_t above = 0;
+    for (std::size_t i = 0; i < n; ++i) above += key(i) > kth;
+    std::size_t ties = k - above;
+    for (std::size_t i = 0; i < n; ++i) {
+        K v = key(i);
+        if (v > kth) {
+            keep[at(i)] = true;
+        } else if (v == kth && ties > 0) {
+            keep[at(i)] = true;
+            --ties;
+        }
+    }
+}
+
+inline std::size_t fraction_count(double fraction, std::size_t n) noexcept {
+    return std::min(n, std::size_t(std::floor(fraction * double(n) + 0.5)));
+}
+} // namespace detail
+
+/// Keeps every element that is not zero (NaN included): the exact conversion of a dense matrix.
+struct nonzero {
+    template <class T, order O> std::vector<bool> select(matrix_view<const T, O> dense) const {
+        std::vector<bool> keep(dense.rows() * dense.cols());
+        for (std::size_t i = 0; i < dense.rows(); ++i)
+            for (std::size_t j = 0; j < dense.cols(); ++j) keep[i * dense.cols() + j] = float(dense(i, j)) != 0.f;
+        return keep;
+    }
+};
+
+/// Keeps the elements with |x| > t (compared in the precision of the values), and NaN. Throws lacuna::error for a negative or NaN t.
+struct threshold {
+    double t;
+    explicit threshold(double t_) : t(t_) {
+        if (!(t >= 0)) lacuna::detail::fail("lacuna::prune::threshold: t must be >= 0, got ", t);
+    }
+    template <class T, order O> std::vector<bool> select(matrix_view<const T, O> dense) const {
+        // Compared in T's precision, so that threshold(0.3) drops a float 0.3f.
+        const auto limit = detail::key_type<T>(t);
+        std::vector<bool> keep(dense.rows() * dense.cols());
+        for (std::size_t i = 0; i < dense.rows(); ++i)
+            for (std::size_t j = 0; j < dense.cols(); ++j) keep[i * dense.cols() + j] = detail::magnitude(dense(i, j)) > limit;
+        return keep;
+    }
+};
+
+/// Where top_fraction counts: over the whole matrix, or in each row separately.
+enum class scope { matrix, row };
+
+/// Keeps the round(fraction · n) elements of largest magnitude, n counted over the whole matrix or
+/// per row; ties go to the lower index. O(n) expected time. Throws lacuna::error unless
+/// 0 <= fraction <= 1.
+struct top_fraction {
+    double fraction;
+    scope over;
+    explicit top_fraction(double f, scope s = scope::matrix) : fraction(f), over(s) {
+        if (!(f >= 0 && f <= 1))
+            lacuna::detail::fail("lacuna::prune::top_fraction: fraction must be in [0, 1], got ", f);
+    }
+    template <class T, order O> std::vector<bool> select(matrix_view<const T, O> dense) const {
+        const std::size_t rows = dense.rows(), cols = dense.cols();
+        std::vector<bool> keep(rows * cols);
+        if (over == scope::matrix) {
+            detail::keep_top_k(
+                rows * cols, detail::fraction_count(fraction, rows * cols),
+                [&](std::size_t k) { return detail::magnitude(dense(k / cols, k % cols)); },
+                [](std::size_t k) { return k; }, keep);
+        } else {
+            for (std::size_t i = 0; i < rows; ++i)
+                detail::keep_top_k(
+                    cols, detail::fraction_count(fraction, cols),
+                    [&](std::size_t j) { return detail::magnitude(dense(i, j)); },
+                    [&](std::size_t j) { return i * cols + j; }, keep);
+        }
+        return keep;
+    }
+};
+
+} // namespace prune
+} // namespace lacuna
