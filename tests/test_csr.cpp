@@ -217,3 +217,41 @@ TEST_CASE("top_fraction keeps the largest magnitudes, ties to the lower index", 
     CHECK_THROWS_WITH(lacuna::prune::top_fraction(1.5),
                       "lacuna::prune::top_fraction: fraction must be in [0, 1], got 1.5");
 }
+
+#if LACUNA_WITH_EIGEN
+#include "lacuna/interop/eigen.hpp"
+
+TEST_CASE("csr to and from Eigen, by copy and as views", "[layout][csr][eigen]") {
+    auto rng = lacuna::test::make_rng();
+    INFO("LACUNA_SEED=" << lacuna::test::seed());
+    for (auto [rows, cols] : shapes) {
+        INFO(rows << " x " << cols);
+        auto dense = sparse_dense<double>(rng, rows, cols, 0.2);
+        Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> e =
+            Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+                dense.data(), Eigen::Index(rows), Eigen::Index(cols));
+        Eigen::SparseMatrix<double, Eigen::ColMajor> col_major = e.sparseView();
+        Eigen::SparseMatrix<double, Eigen::RowMajor, std::int64_t> row_major = e.sparseView();
+
+        auto from_col = lacuna::csr_from_eigen(col_major);
+        auto from_row = lacuna::csr_from_eigen<std::int32_t>(row_major);
+        CHECK(from_col.to_dense() == dense);
+        CHECK(from_row.to_dense() == dense);
+
+        auto back = lacuna::to_eigen(from_col);
+        CHECK(Eigen::MatrixXd(back) == e);
+
+        auto view = lacuna::csr_view_of(row_major);
+        CHECK(view.values() == row_major.valuePtr()); // shared, not copied
+        CHECK(view.to_dense() == dense);
+        auto map = lacuna::eigen_view_of(from_col.view());
+        CHECK(map.valuePtr() == from_col.values());
+        CHECK(Eigen::MatrixXd(map) == e);
+    }
+    Eigen::SparseMatrix<float, Eigen::RowMajor, std::int32_t> uncompressed(3, 3);
+    uncompressed.insert(1, 1) = 2.f;
+    CHECK_THROWS_WITH(lacuna::csr_view_of(uncompressed),
+                      "lacuna::csr_view_of: the Eigen matrix is not compressed; call makeCompressed() first");
+    CHECK(lacuna::csr_from_eigen(uncompressed).to_dense() == std::vector<float>{0, 0, 0, 0, 2, 0, 0, 0, 0});
+}
+#endif
