@@ -40,12 +40,16 @@ TEST_CASE("bfloat16 rounds to nearest even and keeps NaN", "[core][bfloat16]") {
     CHECK(float(std::numeric_limits<bfloat16>::epsilon()) == 0x1p-7f);
 }
 
-TEST_CASE("aligned_buffer is aligned, zeroed and movable", "[core][buffer]") {
+TEST_CASE("aligned_buffer is aligned, zeroed, copyable and movable", "[core][buffer]") {
     lacuna::aligned_buffer<float> a(1000);
     CHECK(reinterpret_cast<std::uintptr_t>(a.data()) % 64 == 0);
     CHECK(a.size() == 1000);
     for (float v : a) CHECK(v == 0.f);
     a[3] = 2.f;
+    lacuna::aligned_buffer<float> copy = a;
+    CHECK(copy.data() != a.data());
+    CHECK(copy[3] == 2.f);
+    CHECK(reinterpret_cast<std::uintptr_t>(copy.data()) % 64 == 0);
     const float* p = a.data();
     lacuna::aligned_buffer<float> b(std::move(a));
     CHECK(b.data() == p);

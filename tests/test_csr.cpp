@@ -10,47 +10,14 @@
 #include "lacuna/layout/csr.hpp"
 #include "lacuna/layout/prune.hpp"
 #include "support/catch.hpp"
+#include "support/layouts.hpp"
 #include "support/random.hpp"
 
 using lacuna::bfloat16;
 
-namespace {
-
-// Bit patterns, so that NaN payloads and signed zeros count.
-template <class T> auto bits(T x) {
-    if constexpr (std::is_same_v<T, bfloat16>) return x.bits;
-    else if constexpr (std::is_same_v<T, float>) return std::bit_cast<std::uint32_t>(x);
-    else return std::bit_cast<std::uint64_t>(x);
-}
-
-template <class T> bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        if (bits(a[i]) != bits(b[i])) return false;
-    return true;
-}
-
-// A rows × cols matrix with about `density` of its elements nonzero, plus NaN and ±inf when asked.
-template <class T>
-std::vector<T> sparse_dense(std::mt19937_64& rng, std::size_t rows, std::size_t cols, double density,
-                            bool specials = false) {
-    std::vector<T> d(rows * cols, T(0.f));
-    std::bernoulli_distribution keep(density);
-    std::uniform_real_distribution<float> value(-2.f, 2.f);
-    for (auto& x : d)
-        if (keep(rng)) x = T(value(rng));
-    if (specials && d.size() >= 3) {
-        d[0] = T(std::numeric_limits<float>::quiet_NaN());
-        d[d.size() / 2] = T(std::numeric_limits<float>::infinity());
-        d[d.size() - 1] = T(-std::numeric_limits<float>::infinity());
-    }
-    return d;
-}
-
-const std::vector<std::pair<std::size_t, std::size_t>> shapes{{0, 0}, {0, 5}, {5, 0}, {1, 1}, {1, 17},
-                                                              {17, 1}, {7, 13}, {64, 64}, {33, 100}};
-
-} // namespace
+using lacuna::test::awkward_shapes;
+using lacuna::test::same_bits;
+using lacuna::test::sparse_dense;
 
 TEMPLATE_PRODUCT_TEST_CASE("csr round-trips dense exactly", "[layout][csr]", lacuna::csr,
                            ((float, std::int32_t), (double, std::int32_t), (bfloat16, std::int32_t),
@@ -58,7 +25,7 @@ TEMPLATE_PRODUCT_TEST_CASE("csr round-trips dense exactly", "[layout][csr]", lac
     using T = typename TestType::value_type;
     auto rng = lacuna::test::make_rng();
     INFO("LACUNA_SEED=" << lacuna::test::seed());
-    for (auto [rows, cols] : shapes)
+    for (auto [rows, cols] : awkward_shapes)
         for (double density : {0.0, 0.3, 1.0}) {
             INFO(rows << " x " << cols << ", density " << density);
             auto dense = sparse_dense<T>(rng, rows, cols, density, true);
@@ -191,7 +158,7 @@ TEST_CASE("top_fraction keeps the largest magnitudes, ties to the lower index", 
     auto rng = lacuna::test::make_rng();
     INFO("LACUNA_SEED=" << lacuna::test::seed());
     std::uniform_int_distribution<int> small(-3, 3); // many ties
-    for (auto [rows, cols] : shapes)
+    for (auto [rows, cols] : awkward_shapes)
         for (double f : {0.0, 0.1, 0.5, 0.77, 1.0}) {
             INFO(rows << " x " << cols << ", fraction " << f);
             std::vector<float> d(rows * cols);
@@ -224,7 +191,7 @@ TEST_CASE("top_fraction keeps the largest magnitudes, ties to the lower index", 
 TEST_CASE("csr to and from Eigen, by copy and as views", "[layout][csr][eigen]") {
     auto rng = lacuna::test::make_rng();
     INFO("LACUNA_SEED=" << lacuna::test::seed());
-    for (auto [rows, cols] : shapes) {
+    for (auto [rows, cols] : awkward_shapes) {
         INFO(rows << " x " << cols);
         auto dense = sparse_dense<double>(rng, rows, cols, 0.2);
         Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> e =

@@ -11,7 +11,7 @@
 namespace lacuna {
 
 /// A fixed-size heap array aligned to `alignment` bytes (64 by default: one cache line, one AVX-512
-/// register). Move-only. Elements are zero-initialised unless constructed with `uninitialized`.
+/// register). Copies are deep. Elements are zero-initialised unless constructed with `uninitialized`.
 template <class T, std::size_t alignment = 64>
 class aligned_buffer {
     static_assert(std::is_trivially_copyable_v<T> && std::is_trivially_destructible_v<T>,
@@ -28,6 +28,10 @@ public:
         if (n) std::memset(static_cast<void*>(data_), 0, n * sizeof(T));
     }
     aligned_buffer(std::size_t n, uninitialized_t) : data_(allocate(n)), size_(n) {}
+    /// A copy of `from`.
+    explicit aligned_buffer(std::span<const T> from) : aligned_buffer(from.size(), uninitialized) {
+        if (!from.empty()) std::memcpy(static_cast<void*>(data_), from.data(), from.size_bytes());
+    }
 
     aligned_buffer(aligned_buffer&& o) noexcept
         : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
@@ -39,8 +43,11 @@ public:
         }
         return *this;
     }
-    aligned_buffer(const aligned_buffer&) = delete;
-    aligned_buffer& operator=(const aligned_buffer&) = delete;
+    aligned_buffer(const aligned_buffer& o) : aligned_buffer(std::span<const T>(o)) {}
+    aligned_buffer& operator=(const aligned_buffer& o) {
+        if (this != &o) *this = aligned_buffer(o);
+        return *this;
+    }
     ~aligned_buffer() { release(); }
 
     T* data() noexcept { return data_; }

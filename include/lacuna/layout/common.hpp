@@ -19,6 +19,12 @@ struct unchecked_t {
 };
 inline constexpr unchecked_t unchecked{};
 
+/// A block shape, rows × cols (BSR blocks, block pruning rules).
+struct block_size {
+    std::size_t rows, cols;
+    friend constexpr bool operator==(block_size, block_size) = default;
+};
+
 /// The value types layouts hold.
 template <class T>
 concept layout_value = std::same_as<T, float> || std::same_as<T, double> || std::same_as<T, bfloat16>;

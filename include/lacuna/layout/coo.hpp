@@ -68,7 +68,9 @@ public:
             detail::check_fits_index<Index>("lacuna::triplets::to_csr", "nonzero count", col_idx.size());
             row_ptr[i + 1] = Index(col_idx.size());
         }
-        return csr<T, Index>(unchecked, rows_, cols_, buffer(row_ptr), buffer(col_idx), buffer(values));
+        return csr<T, Index>(unchecked, rows_, cols_, aligned_buffer<Index>(std::span<const Index>(row_ptr)),
+                             aligned_buffer<Index>(std::span<const Index>(col_idx)),
+                             aligned_buffer<T>(std::span<const T>(values)));
     }
 
 private:
@@ -80,12 +82,6 @@ private:
         if constexpr (std::is_same_v<T, double>) return x;
         else return double(float(x));
     }
-    template <class U> static aligned_buffer<U> buffer(const std::vector<U>& v) {
-        aligned_buffer<U> b(v.size(), aligned_buffer<U>::uninitialized);
-        std::copy(v.begin(), v.end(), b.begin());
-        return b;
-    }
-
     std::size_t rows_, cols_;
     std::vector<entry> entries_;
 };

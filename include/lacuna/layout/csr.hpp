@@ -25,37 +25,55 @@ namespace lacuna {
 
 namespace detail {
 
+/// The names a compressed layout's arrays go by in error messages.
+struct compressed_names {
+    const char* ptr;   // "row_ptr"
+    const char* idx;   // "col_idx"
+    const char* outer; // "row"
+    const char* inner; // "column"
+};
+inline constexpr compressed_names csr_names{"row_ptr", "col_idx", "row", "column"};
+
+/// Checks the invariants of a compressed structure (CSR, or BSR's blocks): ptr[outer + 1] starts at
+/// 0, never decreases and ends at idx.size(); idx is in [0, inner), sorted and unique within each
+/// outer. Throws invalid_layout naming the array, the position and the rule.
+template <layout_index Index>
+void validate_compressed(const char* where, const compressed_names& n, std::size_t outer, std::size_t inner,
+                         std::span<const Index> ptr, std::span<const Index> idx) {
+    check_fits_index<Index>(where, "nonzero count", idx.size());
+    if (ptr.size() != outer + 1)
+        fail<invalid_layout>(where, ": ", n.ptr, " has ", ptr.size(), " elements, expected ", outer + 1, " (",
+                             n.outer, "s + 1)");
+    if (ptr[0] != 0) fail<invalid_layout>(where, ": ", n.ptr, "[0] = ", ptr[0], ", expected 0");
+    for (std::size_t i = 0; i < outer; ++i)
+        if (ptr[i + 1] < ptr[i])
+            fail<invalid_layout>(where, ": ", n.ptr, "[", i + 1, "] = ", ptr[i + 1], " is less than ", n.ptr, "[", i,
+                                 "] = ", ptr[i], " (", n.outer, " pointers must not decrease)");
+    if (std::size_t(ptr[outer]) != idx.size())
+        fail<invalid_layout>(where, ": ", n.ptr, "[", outer, "] = ", ptr[outer], ", expected ", idx.size(), " (the number of ",
+                             n.inner, " indices)");
+    for (std::size_t i = 0; i < outer; ++i)
+        for (auto k = std::size_t(ptr[i]); k < std::size_t(ptr[i + 1]); ++k) {
+            if (idx[k] < 0 || std::size_t(idx[k]) >= inner)
+                fail<invalid_layout>(where, ": ", n.idx, "[", k, "] = ", idx[k], " is outside [0, ", inner, ") (", n.outer,
+                                     " ", i, ")");
+            if (k > std::size_t(ptr[i]) && idx[k] <= idx[k - 1])
+                fail<invalid_layout>(where, ": ", n.idx, "[", k, "] = ", idx[k], " does not follow ", n.idx, "[", k - 1,
+                                     "] = ", idx[k - 1], " (", n.inner, "s must be sorted and unique within ", n.outer,
+                                     " ", i, ")");
+        }
+}
+
 /// Checks every CSR invariant; throws invalid_layout naming the array, the position and the rule.
 template <layout_index Index>
 void validate_csr(const char* where, std::size_t rows, std::size_t cols, std::span<const Index> row_ptr,
                   std::span<const Index> col_idx, std::size_t values_size) {
     check_fits_index<Index>(where, "row count", rows);
     check_fits_index<Index>(where, "column count", cols);
-    check_fits_index<Index>(where, "nonzero count", col_idx.size());
-    if (row_ptr.size() != rows + 1)
-        fail<invalid_layout>(where, ": row_ptr has ", row_ptr.size(), " elements, expected ", rows + 1,
-                             " (rows + 1)");
     if (values_size != col_idx.size())
         fail<invalid_layout>(where, ": values has ", values_size, " elements, expected ", col_idx.size(),
                              " (one per column index)");
-    if (row_ptr[0] != 0) fail<invalid_layout>(where, ": row_ptr[0] = ", row_ptr[0], ", expected 0");
-    for (std::size_t i = 0; i < rows; ++i)
-        if (row_ptr[i + 1] < row_ptr[i])
-            fail<invalid_layout>(where, ": row_ptr[", i + 1, "] = ", row_ptr[i + 1], " is less than row_ptr[", i,
-                                 "] = ", row_ptr[i], " (row pointers must not decrease)");
-    if (std::size_t(row_ptr[rows]) != col_idx.size())
-        fail<invalid_layout>(where, ": row_ptr[", rows, "] = ", row_ptr[rows], ", expected ", col_idx.size(),
-                             " (the number of column indices)");
-    for (std::size_t i = 0; i < rows; ++i)
-        for (auto k = std::size_t(row_ptr[i]); k < std::size_t(row_ptr[i + 1]); ++k) {
-            if (col_idx[k] < 0 || std::size_t(col_idx[k]) >= cols)
-                fail<invalid_layout>(where, ": col_idx[", k, "] = ", col_idx[k], " is outside [0, ", cols, ") (row ",
-                                     i, ")");
-            if (k > std::size_t(row_ptr[i]) && col_idx[k] <= col_idx[k - 1])
-                fail<invalid_layout>(where, ": col_idx[", k, "] = ", col_idx[k], " does not follow col_idx[", k - 1,
-                                     "] = ", col_idx[k - 1], " (columns must be sorted and unique within row ", i,
-                                     ")");
-        }
+    validate_compressed<Index>(where, csr_names, rows, cols, row_ptr, col_idx);
 }
 
 } // namespace detail
@@ -161,7 +179,7 @@ public:
     /// Copies the arrays after checking every invariant; throws invalid_layout.
     csr(std::size_t rows, std::size_t cols, std::span<const Index> row_ptr, std::span<const Index> col_idx,
         std::span<const T> values)
-        : csr(unchecked, rows, cols, copy(row_ptr), copy(col_idx), copy(values)) {
+        : csr(unchecked, rows, cols, aligned_buffer<Index>(row_ptr), aligned_buffer<Index>(col_idx), aligned_buffer<T>(values)) {
         detail::validate_csr<Index>("lacuna::csr", rows, cols, row_ptr, col_idx, values.size());
     }
 
@@ -173,7 +191,7 @@ public:
                     this->values_buf.data()) {}
 
     csr(const csr& o)
-        : csr(unchecked, o.rows(), o.cols(), copy(o.row_ptr_buf), copy(o.col_idx_buf), copy(o.values_buf)) {}
+        : csr(unchecked, o.rows(), o.cols(), o.row_ptr_buf, o.col_idx_buf, o.values_buf) {}
     csr& operator=(const csr& o) {
         if (this != &o) *this = csr(o);
         return *this;
@@ -218,15 +236,6 @@ public:
     csr_view<const T, Index> view() const noexcept { return *this; }
     csr_view<T, Index> view() noexcept { return *this; }
 
-private:
-    template <class U> static aligned_buffer<U> copy(std::span<const U> from) {
-        aligned_buffer<U> to(from.size(), aligned_buffer<U>::uninitialized);
-        if (!from.empty()) std::memcpy(static_cast<void*>(to.data()), from.data(), from.size_bytes());
-        return to;
-    }
-    template <class U> static aligned_buffer<U> copy(const aligned_buffer<U>& from) {
-        return copy(std::span<const U>(from.data(), from.size()));
-    }
 };
 
 } // namespace lacuna

@@ -17,6 +17,7 @@
 #include "lacuna/core/bfloat16.hpp"
 #include "lacuna/core/dense.hpp"
 #include "lacuna/core/error.hpp"
+#include "lacuna/layout/common.hpp"
 
 namespace lacuna {
 
@@ -66,6 +67,36 @@ void keep_top_k(std::size_t n, std::size_t k, Key&& key, At&& at, std::vector<bo
 inline std::size_t fraction_count(double fraction, std::size_t n) noexcept {
     return std::min(n, std::size_t(std::floor(fraction * double(n) + 0.5)));
 }
+
+inline void check_fraction(const char* where, double f) {
+    if (!(f >= 0 && f <= 1)) lacuna::detail::fail(where, ": fraction must be in [0, 1], got ", f);
+}
+
+inline void check_block(const char* where, block_size b) {
+    if (b.rows == 0 || b.cols == 0) lacuna::detail::fail(where, ": block size ", b.rows, " x ", b.cols, " is empty");
+}
+
+// The Frobenius norm of every block (row-major block order; padding counts as zero), NaN as +inf.
+template <class T, order O> std::vector<double> block_norms(matrix_view<const T, O> dense, block_size b) {
+    const std::size_t nbr = (dense.rows() + b.rows - 1) / b.rows, nbc = (dense.cols() + b.cols - 1) / b.cols;
+    std::vector<double> norms(nbr * nbc, 0.0);
+    for (std::size_t i = 0; i < dense.rows(); ++i)
+        for (std::size_t j = 0; j < dense.cols(); ++j) {
+            double v = double(dense(i, j));
+            norms[(i / b.rows) * nbc + j / b.cols] += v * v;
+        }
+    for (double& n : norms) n = n != n ? std::numeric_limits<double>::infinity() : std::sqrt(n);
+    return norms;
+}
+
+// Element flags of the blocks flagged in `blocks`.
+inline std::vector<bool> expand_blocks(const std::vector<bool>& blocks, std::size_t rows, std::size_t cols, block_size b) {
+    const std::size_t nbc = (cols + b.cols - 1) / b.cols;
+    std::vector<bool> keep(rows * cols);
+    for (std::size_t i = 0; i < rows; ++i)
+        for (std::size_t j = 0; j < cols; ++j) keep[i * cols + j] = blocks[(i / b.rows) * nbc + j / b.cols];
+    return keep;
+}
 } // namespace detail
 
 /// Keeps every element that is not zero (NaN included): the exact conversion of a dense matrix.
@@ -104,8 +135,7 @@ struct top_fraction {
     double fraction;
     scope over;
     explicit top_fraction(double f, scope s = scope::matrix) : fraction(f), over(s) {
-        if (!(f >= 0 && f <= 1))
-            lacuna::detail::fail("lacuna::prune::top_fraction: fraction must be in [0, 1], got ", f);
+        detail::check_fraction("lacuna::prune::top_fraction", f);
     }
     template <class T, order O> std::vector<bool> select(matrix_view<const T, O> dense) const {
         const std::size_t rows = dense.rows(), cols = dense.cols();
@@ -123,6 +153,42 @@ struct top_fraction {
                     [&](std::size_t j) { return i * cols + j; }, keep);
         }
         return keep;
+    }
+};
+
+/// Keeps whole blocks (of `block` shape, aligned to the matrix origin) whose Frobenius norm is > t,
+/// and blocks holding a NaN. Throws lacuna::error for an empty block or a negative or NaN t.
+struct block_threshold {
+    block_size block;
+    double t;
+    block_threshold(block_size b, double t_) : block(b), t(t_) {
+        detail::check_block("lacuna::prune::block_threshold", b);
+        if (!(t >= 0)) lacuna::detail::fail("lacuna::prune::block_threshold: t must be >= 0, got ", t);
+    }
+    template <class T, order O> std::vector<bool> select(matrix_view<const T, O> dense) const {
+        std::vector<double> norms = detail::block_norms(dense, block);
+        std::vector<bool> blocks(norms.size());
+        for (std::size_t k = 0; k < norms.size(); ++k) blocks[k] = norms[k] > t;
+        return detail::expand_blocks(blocks, dense.rows(), dense.cols(), block);
+    }
+};
+
+/// Keeps the round(fraction · blocks) blocks of largest Frobenius norm, ties to the lower block
+/// (row-major block order). Throws lacuna::error for an empty block or a fraction outside [0, 1].
+struct block_top_fraction {
+    block_size block;
+    double fraction;
+    block_top_fraction(block_size b, double f) : block(b), fraction(f) {
+        detail::check_block("lacuna::prune::block_top_fraction", b);
+        detail::check_fraction("lacuna::prune::block_top_fraction", f);
+    }
+    template <class T, order O> std::vector<bool> select(matrix_view<const T, O> dense) const {
+        std::vector<double> norms = detail::block_norms(dense, block);
+        std::vector<bool> blocks(norms.size());
+        detail::keep_top_k(
+            norms.size(), detail::fraction_count(fraction, norms.size()), [&](std::size_t k) { return norms[k]; },
+            [](std::size_t k) { return k; }, blocks);
+        return detail::expand_blocks(blocks, dense.rows(), dense.cols(), block);
     }
 };
 
