@@ -91,8 +91,9 @@ TEST_CASE("bsr from an element rule stores the selected elements only", "[layout
 TEST_CASE("block rules keep whole blocks by Frobenius norm", "[layout][bsr][prune]") {
     auto rng = lacuna::test::make_rng();
     INFO("LACUNA_SEED=" << lacuna::test::seed());
-    for (auto [rows, cols] : awkward_shapes)
+    for (auto shape : awkward_shapes)
         for (block_size b : {block_size{4, 4}, block_size{3, 5}, block_size{1, 1}}) {
+            const std::size_t rows = shape.first, cols = shape.second; // lambdas below capture them
             INFO(rows << " x " << cols << ", block " << b.rows << " x " << b.cols);
             auto dense = sparse_dense<float>(rng, rows, cols, 0.3);
             lacuna::matrix_view<const float> view(dense, rows, cols);
