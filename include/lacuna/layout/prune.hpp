@@ -156,6 +156,26 @@ struct top_fraction {
     }
 };
 
+/// Keeps the n largest magnitudes in every group of m consecutive columns of a row (the last group
+/// of a row may be shorter: it keeps min(n, its size)); ties go to the lower column. The standard
+/// rule for 2:4 and other N:M sparsity. Throws lacuna::error unless 0 < n < m.
+struct n_m {
+    std::size_t n, m;
+    n_m(std::size_t n_, std::size_t m_) : n(n_), m(m_) {
+        if (!(0 < n && n < m)) lacuna::detail::fail("lacuna::prune::n_m: needs 0 < n < m, got ", n, ":", m);
+    }
+    template <class T, order O> std::vector<bool> select(matrix_view<const T, O> dense) const {
+        const std::size_t rows = dense.rows(), cols = dense.cols();
+        std::vector<bool> keep(rows * cols);
+        for (std::size_t i = 0; i < rows; ++i)
+            for (std::size_t g0 = 0; g0 < cols; g0 += m)
+                detail::keep_top_k(
+                    std::min(m, cols - g0), n, [&](std::size_t p) { return detail::magnitude(dense(i, g0 + p)); },
+                    [&](std::size_t p) { return i * cols + g0 + p; }, keep);
+        return keep;
+    }
+};
+
 /// Keeps whole blocks (of `block` shape, aligned to the matrix origin) whose Frobenius norm is > t,
 /// and blocks holding a NaN. Throws lacuna::error for an empty block or a negative or NaN t.
 struct block_threshold {
