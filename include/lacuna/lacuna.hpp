@@ -7,6 +7,7 @@
 #include "lacuna/core/dense.hpp"
 #include "lacuna/core/error.hpp"
 #include "lacuna/core/parallel.hpp"
+#include "lacuna/layouts.hpp"
 #include "lacuna/primitives.hpp"
 #include "lacuna/simd/arch.hpp"
 #include "lacuna/simd/cpu.hpp"
