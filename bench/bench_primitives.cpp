@@ -137,5 +137,5 @@ int main(int argc, char** argv) {
 #if LACUNA_BENCH_OPENBLAS
     benchmark::AddCustomContext("openblas_core", openblas_get_corename());
 #endif
-    return lacuna::bench::run(argc, argv, register_cases, {"ref", "scalar", "openblas", "eigen"});
+    return lacuna::bench::run(argc, argv, register_cases, {"ref", "scalar", "openblas", "eigen"}, {"Gelem/s"});
 }

@@ -44,8 +44,8 @@ public:
             std::string name = r.run_name.str();
             auto first = name.find('/'), last = name.rfind('/');
             if (first == std::string::npos || first == last) continue;
-            entry e{name.substr(first + 1, last - first - 1), r.GetAdjustedRealTime(), 0};
-            if (auto it = r.counters.find("Gelem/s"); it != r.counters.end()) e.rate = it->second.value;
+            entry e{name.substr(first + 1, last - first - 1), r.GetAdjustedRealTime(), r.time_unit, {}};
+            for (const auto& [counter, value] : r.counters) e.counters[counter] = value.value;
             std::string key = name.substr(0, first) + " " + name.substr(last + 1);
             if (std::find(order_.begin(), order_.end(), key) == order_.end()) order_.push_back(key);
             table_[key].push_back(e);
@@ -53,16 +53,22 @@ public:
         ConsoleReporter::ReportRuns(runs);
     }
 
-    void print_summary(const std::vector<std::string>& baselines) const {
+    /// The table: time, the given counters, then the speedup over each baseline present.
+    void print_summary(const std::vector<std::string>& baselines, const std::vector<std::string>& counters) const {
         std::printf("\nSummary (median time; speedup = baseline time / this time)\n");
-        std::printf("%-28s %-10s %12s %10s", "case", "impl", "time", "Gelem/s");
+        std::printf("%-28s %-18s %12s", "case", "impl", "time");
+        for (const auto& c : counters) std::printf(" %10s", c.c_str());
         for (const auto& b : baselines) std::printf(" %10s", ("x " + b).c_str());
         std::printf("\n");
         for (const auto& key : order_) {
             const auto& entries = table_.at(key);
             for (const auto& e : entries) {
-                std::printf("%-28s %-10s %12s %10.2f", key.c_str(), e.impl.c_str(), format_time(e.time).c_str(),
-                            e.rate);
+                std::printf("%-28s %-18s %12s", key.c_str(), e.impl.c_str(), format_time(e.time, e.unit).c_str());
+                for (const auto& c : counters) {
+                    auto it = e.counters.find(c);
+                    if (it == e.counters.end()) std::printf(" %10s", "-");
+                    else std::printf(" %10.3g", it->second);
+                }
                 for (const auto& b : baselines) {
                     auto base = std::find_if(entries.begin(), entries.end(), [&](const entry& x) { return x.impl == b; });
                     if (base == entries.end()) std::printf(" %10s", "-");
@@ -76,12 +82,15 @@ public:
 private:
     struct entry {
         std::string impl;
-        double time; // in the run's time unit
-        double rate; // Gelem/s
+        double time; // in `unit`
+        benchmark::TimeUnit unit;
+        std::map<std::string, double> counters;
     };
-    static std::string format_time(double t) {
+    static std::string format_time(double t, benchmark::TimeUnit unit) {
+        const char* names[] = {"ns", "us", "ms", "s"};
+        int u = unit == benchmark::kNanosecond ? 0 : unit == benchmark::kMicrosecond ? 1 : unit == benchmark::kMillisecond ? 2 : 3;
         char buf[32];
-        std::snprintf(buf, sizeof buf, "%.1f ns", t);
+        std::snprintf(buf, sizeof buf, "%.1f %s", t, names[u]);
         return buf;
     }
     std::vector<std::string> order_;
@@ -91,7 +100,8 @@ private:
 /// Parses lacuna's own flags, adds medians over 5 repetitions unless the caller chose otherwise,
 /// registers the cases (register_cases() runs after --full is known), runs, prints the summary.
 template <class Register>
-int run(int argc, char** argv, Register&& register_cases, const std::vector<std::string>& baselines) {
+int run(int argc, char** argv, Register&& register_cases, const std::vector<std::string>& baselines,
+        const std::vector<std::string>& summary_counters) {
     std::vector<char*> args;
     bool repetitions_given = false;
     for (int i = 0; i < argc; ++i) {
@@ -120,7 +130,7 @@ int run(int argc, char** argv, Register&& register_cases, const std::vector<std:
 
     summary_reporter reporter;
     benchmark::RunSpecifiedBenchmarks(&reporter);
-    reporter.print_summary(baselines);
+    reporter.print_summary(baselines, summary_counters);
     benchmark::Shutdown();
     return 0;
 }

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
 #include <cmath>
 #include <concepts>
 #include <cstddef>
@@ -46,6 +48,17 @@ void keep_top_k(std::size_t n, std::size_t k, Key&& key, At&& at, std::vector<bo
         return;
     }
     using K = decltype(key(std::size_t(0)));
+    if (n <= 64) { // N:M groups and short rows: rank on the stack, no allocation
+        std::array<std::uint8_t, 64> order;
+        for (std::size_t i = 0; i < n; ++i) order[i] = std::uint8_t(i);
+        std::partial_sort(order.begin(), order.begin() + std::ptrdiff_t(k), order.begin() + std::ptrdiff_t(n),
+                          [&](std::uint8_t a, std::uint8_t b) {
+                              K ka = key(a), kb = key(b);
+                              return ka > kb || (ka == kb && a < b);
+                          });
+        for (std::size_t i = 0; i < k; ++i) keep[at(order[i])] = true;
+        return;
+    }
     std::vector<K> keys(n);
     for (std::size_t i = 0; i < n; ++i) keys[i] = key(i);
     std::nth_element(keys.begin(), keys.begin() + std::ptrdiff_t(k - 1), keys.end(), std::greater<K>());
