@@ -5,6 +5,7 @@
 #include "lacuna/layout/bsr.hpp"
 #include "lacuna/layout/common.hpp"
 #include "lacuna/layout/concepts.hpp"
+#include "lacuna/layout/convert.hpp"
 #include "lacuna/layout/coo.hpp"
 #include "lacuna/layout/csr.hpp"
 #include "lacuna/layout/nm.hpp"

@@ -104,15 +104,18 @@ public:
     const std::uint64_t* row_bits(std::size_t i) const noexcept { return bits_ + i * words_per_row(); }
     T* row_values(std::size_t i) const noexcept { return values_ + offsets_[i * words_per_row()]; }
 
+    /// Calls f(j, value) for every kept element of row i, in column order.
+    template <class F> void for_each_in_row(std::size_t i, F&& f) const {
+        const std::size_t words = words_per_row();
+        for (std::size_t w = 0; w < words; ++w) {
+            T* v = values_ + offsets_[i * words + w];
+            for (std::uint64_t b = bits_[i * words + w]; b != 0; b &= b - 1) f(w * 64 + std::size_t(std::countr_zero(b)), *v++);
+        }
+    }
+
     /// Calls f(i, j, value) for every kept element, row by row, in column order.
     template <class F> void for_each_element(F&& f) const {
-        const std::size_t words = words_per_row();
-        for (std::size_t i = 0; i < rows_; ++i)
-            for (std::size_t w = 0; w < words; ++w) {
-                T* v = values_ + offsets_[i * words + w];
-                for (std::uint64_t b = bits_[i * words + w]; b != 0; b &= b - 1)
-                    f(i, w * 64 + std::size_t(std::countr_zero(b)), *v++);
-            }
+        for (std::size_t i = 0; i < rows_; ++i) for_each_in_row(i, [&](std::size_t j, T& v) { f(i, j, v); });
     }
 
     /// Writes the matrix into `out`. Throws shape_error if `out` is not rows × cols.

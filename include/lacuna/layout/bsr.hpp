@@ -143,6 +143,17 @@ public:
         return out;
     }
 
+    /// Calls f(j, value) for every stored element of row i (fill and padding included), in
+    /// column order.
+    template <class F> void for_each_in_row(std::size_t i, F&& f) const {
+        const std::size_t br = block_rows(), bc = block_cols(), bi = i / br, r = i % br;
+        for (auto k = std::size_t(row_ptr_[bi]); k < std::size_t(row_ptr_[bi + 1]); ++k) {
+            const std::size_t bj = std::size_t(col_idx_[k]);
+            const T* b = block_values(k) + r * bc;
+            for (std::size_t c = 0; c < extent(bj, cols_, bc); ++c) f(bj * bc + c, b[c]);
+        }
+    }
+
     /// Calls f(i, j, value) for every stored element inside the matrix, row-major within each
     /// block, blocks in storage order.
     template <class F> void for_each_element(F&& f) const {

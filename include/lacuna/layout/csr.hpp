@@ -129,6 +129,11 @@ public:
         return {values_ + row_ptr_[i], std::size_t(row_ptr_[i + 1] - row_ptr_[i])};
     }
 
+    /// Calls f(j, value) for every stored element of row i, in column order.
+    template <class F> void for_each_in_row(std::size_t i, F&& f) const {
+        for (auto k = std::size_t(row_ptr_[i]); k < std::size_t(row_ptr_[i + 1]); ++k) f(std::size_t(col_idx_[k]), values_[k]);
+    }
+
     /// Writes the matrix into `out` (zeros where nothing is stored). Throws shape_error if `out` is
     /// not rows × cols.
     template <order O> void to_dense(matrix_view<value_type, O> out) const {

@@ -105,6 +105,28 @@ void validate_nm(const char* where, std::size_t rows, std::size_t cols, std::siz
     }
 }
 
+/// Encodes one group: `count` (<= N) kept positions, ascending, with their values. The other slots
+/// take the lowest unused positions and the value 0. Writes the N slot values; returns the code.
+template <std::size_t N, std::size_t M, class T>
+std::uint64_t encode_nm_group(const std::size_t* kept, const T* kept_values, std::size_t count, T* slot_values) {
+    std::size_t pos[N];
+    bool used[M] = {};
+    for (std::size_t s = 0; s < count; ++s) {
+        pos[s] = kept[s];
+        used[kept[s]] = true;
+    }
+    for (std::size_t p = 0, s = count; s < N; ++p)
+        if (!used[p]) pos[s++] = p;
+    std::sort(pos, pos + N);
+    std::uint64_t code = 0;
+    for (std::size_t s = 0, k = 0; s < N; ++s) {
+        code |= std::uint64_t(pos[s]) << (s * nm_format<N, M>::position_bits);
+        const bool is_kept = k < count && kept[k] == pos[s];
+        slot_values[s] = is_kept ? kept_values[k++] : T(0.f);
+    }
+    return code;
+}
+
 } // namespace detail
 
 /// An N:M matrix over arrays owned elsewhere. `T` may be const; the metadata is read-only.
@@ -154,20 +176,23 @@ public:
     T* row_values(std::size_t i) const noexcept { return values_ + i * groups() * N; }
     const std::uint64_t* row_meta(std::size_t i) const noexcept { return meta_ + i * words_per_row(); }
 
-    /// Calls f(i, j, value) for every stored slot inside the matrix, row by row, in column order.
-    template <class F> void for_each_slot(F&& f) const {
-        const std::size_t G = groups();
-        for (std::size_t i = 0; i < rows_; ++i) {
-            T* v = row_values(i);
-            const std::uint64_t* meta = row_meta(i);
-            for (std::size_t g = 0; g < G; ++g) {
-                const std::uint64_t code = format::code(meta, g);
-                for (std::size_t s = 0; s < N; ++s) {
-                    const std::size_t j = g * M + format::position(code, s);
-                    if (j < cols_) f(i, j, v[g * N + s]);
-                }
+    /// Calls f(j, value) for every stored slot of row i inside the matrix (fill included), in
+    /// column order.
+    template <class F> void for_each_in_row(std::size_t i, F&& f) const {
+        T* v = row_values(i);
+        const std::uint64_t* meta = row_meta(i);
+        for (std::size_t g = 0; g < groups(); ++g) {
+            const std::uint64_t code = format::code(meta, g);
+            for (std::size_t s = 0; s < N; ++s) {
+                const std::size_t j = g * M + format::position(code, s);
+                if (j < cols_) f(j, v[g * N + s]);
             }
         }
+    }
+
+    /// Calls f(i, j, value) for every stored slot inside the matrix, row by row, in column order.
+    template <class F> void for_each_slot(F&& f) const {
+        for (std::size_t i = 0; i < rows_; ++i) for_each_in_row(i, [&](std::size_t j, T& v) { f(i, j, v); });
     }
 
     /// Writes the matrix into `out`. Throws shape_error if `out` is not rows × cols.
@@ -249,28 +274,19 @@ public:
         aligned_buffer<std::uint64_t> meta(rows * words);    // zeroed: unused bits stay 0
         for (std::size_t i = 0; i < rows; ++i)
             for (std::size_t g = 0; g < G; ++g) {
-                // The kept positions first, then the lowest unused ones, then sorted.
-                std::size_t pos[M], count = 0;
-                bool used[M] = {};
+                std::size_t kept[N], count = 0;
+                T kept_values[N];
                 for (std::size_t p = 0; p < M && g * M + p < cols; ++p)
                     if (keep[i * cols + g * M + p]) {
                         if (count == N)
                             detail::fail<invalid_layout>(where, ": the rule keeps more than ", N, " elements in row ", i,
                                                          ", group ", g, " (columns ", g * M, " to ",
                                                          std::min(cols, g * M + M) - 1, ")");
-                        pos[count++] = p;
-                        used[p] = true;
+                        kept[count] = p;
+                        kept_values[count++] = dense(i, g * M + p);
                     }
-                for (std::size_t p = 0; count < N; ++p)
-                    if (!used[p]) pos[count++] = p;
-                std::sort(pos, pos + N);
-                std::uint64_t code = 0;
-                for (std::size_t s = 0; s < N; ++s) {
-                    code |= std::uint64_t(pos[s]) << (s * format::position_bits);
-                    const std::size_t j = g * M + pos[s];
-                    if (j < cols && keep[i * cols + j]) values[(i * G + g) * N + s] = dense(i, j);
-                }
-                format::set_code(meta.data() + i * words, g, code);
+                format::set_code(meta.data() + i * words, g,
+                                 detail::encode_nm_group<N, M>(kept, kept_values, count, values.data() + (i * G + g) * N));
             }
         return nm(unchecked, rows, cols, std::move(values), std::move(meta));
     }
