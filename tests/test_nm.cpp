@@ -25,8 +25,9 @@ TEMPLATE_TEST_CASE("nm keeps the N largest of every M and round-trips the kept e
     constexpr std::size_t N = TestType::n, M = TestType::m;
     auto rng = lacuna::test::make_rng();
     INFO("LACUNA_SEED=" << lacuna::test::seed() << ", " << N << ":" << M);
-    for (auto [rows, cols] : awkward_shapes)
+    for (auto shape : awkward_shapes)
         for (double density : {0.0, 0.3, 1.0}) {
+            const std::size_t rows = shape.first, cols = shape.second; // captured by lambdas below
             INFO(rows << " x " << cols << ", density " << density);
             auto dense = sparse_dense<T>(rng, rows, cols, density, true);
             lacuna::matrix_view<const T> view(dense, rows, cols);

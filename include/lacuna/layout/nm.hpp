@@ -35,15 +35,21 @@
 
 namespace lacuna {
 
+namespace detail {
+/// The lowest `bits` bits set (all 64 for bits >= 64).
+constexpr std::uint64_t low_mask(std::size_t bits) noexcept {
+    return bits >= 64 ? ~std::uint64_t(0) : (std::uint64_t(1) << bits) - 1;
+}
+} // namespace detail
+
 /// The N:M metadata geometry of a row of `cols` columns (see the header comment).
 template <std::size_t N, std::size_t M> struct nm_format {
     static_assert(0 < N && N < M && M <= 16, "N:M needs 0 < N < M <= 16");
     static constexpr std::size_t position_bits = std::bit_width(M - 1);
     static constexpr std::size_t group_bits = std::bit_ceil(N * position_bits);
     static constexpr std::size_t groups_per_word = 64 / group_bits;
-    static constexpr std::uint64_t position_mask = (std::uint64_t(1) << position_bits) - 1;
-    static constexpr std::uint64_t code_mask =
-        N * position_bits == 64 ? ~std::uint64_t(0) : (std::uint64_t(1) << (N * position_bits)) - 1;
+    static constexpr std::uint64_t position_mask = detail::low_mask(position_bits);
+    static constexpr std::uint64_t code_mask = detail::low_mask(N * position_bits);
 
     static constexpr std::size_t groups(std::size_t cols) noexcept { return (cols + M - 1) / M; }
     static constexpr std::size_t words_per_row(std::size_t cols) noexcept {
@@ -92,9 +98,7 @@ void validate_nm(const char* where, std::size_t rows, std::size_t cols, std::siz
                                          " (positions must increase within a group)");
             }
             const std::uint64_t field = (row[g / F::groups_per_word] >> ((g % F::groups_per_word) * F::group_bits));
-            const std::uint64_t field_mask =
-                F::group_bits == 64 ? ~std::uint64_t(0) : (std::uint64_t(1) << F::group_bits) - 1;
-            if ((field & field_mask & ~F::code_mask) != 0)
+            if ((field & low_mask(F::group_bits) & ~F::code_mask) != 0)
                 fail<invalid_layout>(where, ": meta of row ", i, ", group ", g, " sets bits above its ", N * F::position_bits,
                                      "-bit code");
         }
