@@ -103,7 +103,7 @@ TEST_CASE("csr rejects arrays that break an invariant, naming the array and the 
     CHECK_NOTHROW(lacuna::csr_view<float>(lacuna::unchecked, 2, 2, rp.data(), ci.data(), v.data()));
 }
 
-TEST_CASE("triplets sum duplicates in any order into sorted CSR", "[layout][coo]") {
+TEST_CASE("triplets sum duplicates in any order into sorted CSR and any layout", "[layout][coo]") {
     lacuna::triplets<float> t(3, 4);
     t.add(2, 3, 1.f);
     t.add(0, 1, 2.f);
@@ -135,6 +135,8 @@ TEST_CASE("triplets sum duplicates in any order into sorted CSR", "[layout][coo]
     }
     auto rm = r.to_csr();
     CHECK(rm.to_dense() == dense);
+    CHECK(r.to<lacuna::bitmap<double, std::int64_t>>().to_dense() == dense);
+    CHECK(r.to<lacuna::bsr<double, lacuna::dynamic, lacuna::dynamic, std::int64_t>>({4, 3}).to_dense() == dense);
     CHECK(rm.nnz() == std::size_t(std::count(touched.begin(), touched.end(), true)));
 }
 

@@ -8,6 +8,7 @@
 #include "lacuna/core/aligned_buffer.hpp"
 #include "lacuna/core/error.hpp"
 #include "lacuna/layout/common.hpp"
+#include "lacuna/layout/convert.hpp"
 #include "lacuna/layout/csr.hpp"
 
 namespace lacuna {
@@ -72,6 +73,10 @@ public:
                              aligned_buffer<Index>(std::span<const Index>(col_idx)),
                              aligned_buffer<T>(std::span<const T>(values)));
     }
+
+    /// The triplets as any layout (csr, bsr, nm or bitmap; `block` for a dynamic-shape BSR), through
+    /// to_csr() and convert_to(): summed duplicates that cancel to zero are not stored there.
+    template <class Target> Target to(block_size block = {0, 0}) const { return convert_to<Target>(to_csr(), block); }
 
 private:
     struct entry {
