@@ -62,10 +62,12 @@ void validate_bitmap(const char* where, std::size_t rows, std::size_t cols, std:
 
 /// A bitmap matrix over arrays owned elsewhere. `T` may be const; bits and offsets are read-only.
 template <class T, layout_index Index = std::int32_t>
-class bitmap_view {
+class bitmap_view : public detail::dense_conversion<bitmap_view<T, Index>> {
 public:
+    static constexpr const char* name = "bitmap";
     using value_type = std::remove_const_t<T>;
     using index_type = Index;
+    using const_view = bitmap_view<const T, Index>;
     static_assert(layout_value<value_type>, "bitmap holds float, double or bfloat16");
 
     bitmap_view() = default;
@@ -113,26 +115,6 @@ public:
         }
     }
 
-    /// Calls f(i, j, value) for every kept element, row by row, in column order.
-    template <class F> void for_each_element(F&& f) const {
-        for (std::size_t i = 0; i < rows_; ++i) for_each_in_row(i, [&](std::size_t j, T& v) { f(i, j, v); });
-    }
-
-    /// Writes the matrix into `out`. Throws shape_error if `out` is not rows × cols.
-    template <order O> void to_dense(matrix_view<value_type, O> out) const {
-        if (out.rows() != rows_ || out.cols() != cols_)
-            detail::fail<shape_error>("lacuna::bitmap::to_dense: out is ", out.rows(), " x ", out.cols(),
-                                      ", expected ", rows_, " x ", cols_);
-        for (std::size_t i = 0; i < rows_; ++i)
-            for (std::size_t j = 0; j < cols_; ++j) out(i, j) = value_type(0.f);
-        for_each_element([&](std::size_t i, std::size_t j, const T& v) { out(i, j) = v; });
-    }
-    std::vector<value_type> to_dense() const {
-        std::vector<value_type> out(rows_ * cols_);
-        to_dense(matrix_view<value_type>(out, rows_, cols_));
-        return out;
-    }
-
 private:
     std::size_t rows_ = 0, cols_ = 0;
     const std::uint64_t* bits_ = nullptr;
@@ -151,12 +133,15 @@ template <class T, class Index> struct bitmap_storage {
 /// A bitmap matrix that owns its arrays; it is a bitmap_view of them. Copies are deep; a moved-from
 /// matrix is empty.
 template <layout_value T, layout_index Index = std::int32_t>
-class bitmap : private detail::bitmap_storage<T, Index>, public bitmap_view<T, Index> {
+class bitmap : public detail::owning_layout<bitmap<T, Index>, detail::bitmap_storage<T, Index>, bitmap_view<T, Index>> {
     using storage = detail::bitmap_storage<T, Index>;
     using view_type = bitmap_view<T, Index>;
+    using base = detail::owning_layout<bitmap, storage, view_type>;
+    friend base;
 
 public:
-    bitmap() = default;
+    /// An empty 0 × 0 matrix.
+    bitmap() : bitmap(unchecked, 0, 0, {}, aligned_buffer<Index>(1), {}) {}
 
     /// Copies the arrays after checking every invariant; throws invalid_layout.
     bitmap(std::size_t rows, std::size_t cols, std::span<const std::uint64_t> bits, std::span<const Index> offsets,
@@ -169,22 +154,8 @@ public:
     /// Takes ownership of trusted arrays without checking them.
     bitmap(unchecked_t, std::size_t rows, std::size_t cols, aligned_buffer<std::uint64_t> bits,
            aligned_buffer<Index> offsets, aligned_buffer<T> values)
-        : storage{std::move(bits), std::move(offsets), std::move(values)},
-          view_type(unchecked, rows, cols, this->bits_buf.data(), this->offsets_buf.data(), this->values_buf.data()) {}
-
-    bitmap(const bitmap& o) : bitmap(unchecked, o.rows(), o.cols(), o.bits_buf, o.offsets_buf, o.values_buf) {}
-    bitmap& operator=(const bitmap& o) {
-        if (this != &o) *this = bitmap(o);
-        return *this;
-    }
-    bitmap(bitmap&& o) noexcept : storage(std::move(o)), view_type(o) { o.view_type::operator=(view_type()); }
-    bitmap& operator=(bitmap&& o) noexcept {
-        storage::operator=(std::move(o));
-        view_type::operator=(o);
-        o.view_type::operator=(view_type());
-        return *this;
-    }
-    ~bitmap() = default;
+        : base(storage{std::move(bits), std::move(offsets), std::move(values)},
+               view_type(unchecked, rows, cols, nullptr, nullptr, nullptr)) {}
 
     /// Builds from a dense matrix, keeping what `rule` selects (by default every nonzero; for a KV
     /// cache, prune::top_fraction(f, prune::scope::row) keeps each token's largest values). Throws
@@ -215,8 +186,11 @@ public:
         return bitmap(unchecked, rows, cols, std::move(bits), std::move(offsets), std::move(values));
     }
 
-    bitmap_view<const T, Index> view() const noexcept { return *this; }
-    bitmap_view<T, Index> view() noexcept { return *this; }
+private:
+    static view_type rebind(const view_type& shape, storage& s) noexcept {
+        return view_type(unchecked, shape.rows(), shape.cols(), s.bits_buf.data(), s.offsets_buf.data(),
+                         s.values_buf.data());
+    }
 };
 
 } // namespace lacuna

@@ -65,10 +65,12 @@ inline std::size_t ceil_div(std::size_t a, std::size_t b) noexcept { return a / 
 
 /// A BSR matrix over arrays owned elsewhere. `T` may be const; the structure is read-only.
 template <class T, std::size_t R, std::size_t C, layout_index Index = std::int32_t>
-class bsr_view {
+class bsr_view : public detail::dense_conversion<bsr_view<T, R, C, Index>> {
 public:
+    static constexpr const char* name = "bsr";
     using value_type = std::remove_const_t<T>;
     using index_type = Index;
+    using const_view = bsr_view<const T, R, C, Index>;
     static_assert(layout_value<value_type>, "bsr holds float, double or bfloat16");
     static constexpr std::size_t static_block_rows = R, static_block_cols = C;
 
@@ -127,24 +129,8 @@ public:
     /// The R · C values of stored block k, row-major.
     T* block_values(std::size_t k) const noexcept { return values_ + k * block_rows() * block_cols(); }
 
-    /// Writes the matrix into `out` (zeros outside stored blocks; padding never written). Throws
-    /// shape_error if `out` is not rows × cols.
-    template <order O> void to_dense(matrix_view<value_type, O> out) const {
-        if (out.rows() != rows_ || out.cols() != cols_)
-            detail::fail<shape_error>("lacuna::bsr::to_dense: out is ", out.rows(), " x ", out.cols(), ", expected ",
-                                      rows_, " x ", cols_);
-        for (std::size_t i = 0; i < rows_; ++i)
-            for (std::size_t j = 0; j < cols_; ++j) out(i, j) = value_type(0.f);
-        for_each_element([&](std::size_t i, std::size_t j, value_type v) { out(i, j) = v; });
-    }
-    std::vector<value_type> to_dense() const {
-        std::vector<value_type> out(rows_ * cols_);
-        to_dense(matrix_view<value_type>(out, rows_, cols_));
-        return out;
-    }
-
-    /// Calls f(j, value) for every stored element of row i (fill and padding included), in
-    /// column order.
+    /// Calls f(j, value) for every stored element of row i inside the matrix (block fill included,
+    /// padding not), in column order.
     template <class F> void for_each_in_row(std::size_t i, F&& f) const {
         const std::size_t br = block_rows(), bc = block_cols(), bi = i / br, r = i % br;
         for (auto k = std::size_t(row_ptr_[bi]); k < std::size_t(row_ptr_[bi + 1]); ++k) {
@@ -152,19 +138,6 @@ public:
             const T* b = block_values(k) + r * bc;
             for (std::size_t c = 0; c < extent(bj, cols_, bc); ++c) f(bj * bc + c, b[c]);
         }
-    }
-
-    /// Calls f(i, j, value) for every stored element inside the matrix, row-major within each
-    /// block, blocks in storage order.
-    template <class F> void for_each_element(F&& f) const {
-        const std::size_t br = block_rows(), bc = block_cols();
-        for (std::size_t bi = 0; bi < row_blocks(); ++bi)
-            for (auto k = std::size_t(row_ptr_[bi]); k < std::size_t(row_ptr_[bi + 1]); ++k) {
-                const std::size_t bj = std::size_t(col_idx_[k]);
-                const T* b = block_values(k);
-                for (std::size_t r = 0; r < extent(bi, rows_, br); ++r)
-                    for (std::size_t c = 0; c < extent(bj, cols_, bc); ++c) f(bi * br + r, bj * bc + c, b[r * bc + c]);
-            }
     }
 
 private:
@@ -197,9 +170,11 @@ template <class T, class Index> using bsr_storage = csr_storage<T, Index>;
 /// A BSR matrix that owns its arrays; it is a bsr_view of them. Copies are deep; a moved-from
 /// matrix is empty.
 template <layout_value T, std::size_t R, std::size_t C, layout_index Index = std::int32_t>
-class bsr : private detail::bsr_storage<T, Index>, public bsr_view<T, R, C, Index> {
+class bsr : public detail::owning_layout<bsr<T, R, C, Index>, detail::bsr_storage<T, Index>, bsr_view<T, R, C, Index>> {
     using storage = detail::bsr_storage<T, Index>;
     using view_type = bsr_view<T, R, C, Index>;
+    using base = detail::owning_layout<bsr, storage, view_type>;
+    friend base;
 
 public:
     /// An empty 0 × 0 matrix (with 1 × 1 blocks when the shape is dynamic).
@@ -208,7 +183,8 @@ public:
     /// Copies the arrays after checking every invariant; throws invalid_layout.
     bsr(std::size_t rows, std::size_t cols, block_size block, std::span<const Index> block_row_ptr,
         std::span<const Index> block_col_idx, std::span<const T> values)
-        : bsr(unchecked, rows, cols, block, aligned_buffer<Index>(block_row_ptr), aligned_buffer<Index>(block_col_idx), aligned_buffer<T>(values)) {
+        : bsr(unchecked, rows, cols, block, aligned_buffer<Index>(block_row_ptr), aligned_buffer<Index>(block_col_idx),
+              aligned_buffer<T>(values)) {
         (void)bsr_view<const T, R, C, Index>(rows, cols, block, block_row_ptr, block_col_idx, values); // validates
     }
     bsr(std::size_t rows, std::size_t cols, std::span<const Index> block_row_ptr, std::span<const Index> block_col_idx,
@@ -219,24 +195,8 @@ public:
     /// Takes ownership of trusted arrays without checking them.
     bsr(unchecked_t, std::size_t rows, std::size_t cols, block_size block, aligned_buffer<Index> block_row_ptr,
         aligned_buffer<Index> block_col_idx, aligned_buffer<T> values)
-        : storage{std::move(block_row_ptr), std::move(block_col_idx), std::move(values)},
-          view_type(unchecked, rows, cols, block, this->row_ptr_buf.data(), this->col_idx_buf.data(),
-                    this->values_buf.data()) {}
-
-    bsr(const bsr& o)
-        : bsr(unchecked, o.rows(), o.cols(), o.block(), o.row_ptr_buf, o.col_idx_buf, o.values_buf) {}
-    bsr& operator=(const bsr& o) {
-        if (this != &o) *this = bsr(o);
-        return *this;
-    }
-    bsr(bsr&& o) noexcept : storage(std::move(o)), view_type(o) { o.view_type::operator=(empty_view()); }
-    bsr& operator=(bsr&& o) noexcept {
-        storage::operator=(std::move(o));
-        view_type::operator=(o);
-        o.view_type::operator=(empty_view());
-        return *this;
-    }
-    ~bsr() = default;
+        : base(storage{std::move(block_row_ptr), std::move(block_col_idx), std::move(values)},
+               view_type(unchecked, rows, cols, block, nullptr, nullptr, nullptr)) {}
 
     /// Builds from a dense matrix: stores every block that holds an element `rule` selects, with
     /// the unselected elements of a stored block and its padding set to zero. Block rules
@@ -287,12 +247,12 @@ public:
                    aligned_buffer<Index>(std::span<const Index>(col_idx_v)), std::move(values));
     }
 
-    bsr_view<const T, R, C, Index> view() const noexcept { return *this; }
-    bsr_view<T, R, C, Index> view() noexcept { return *this; }
-
 private:
     static block_size default_block() noexcept { return R == dynamic ? block_size{1, 1} : block_size{R, C}; }
-    static view_type empty_view() { return view_type(unchecked, 0, 0, default_block(), nullptr, nullptr, nullptr); }
+    static view_type rebind(const view_type& shape, storage& s) {
+        return view_type(unchecked, shape.rows(), shape.cols(), shape.block(), s.row_ptr_buf.data(),
+                         s.col_idx_buf.data(), s.values_buf.data());
+    }
 };
 
 } // namespace lacuna

@@ -81,10 +81,12 @@ void validate_csr(const char* where, std::size_t rows, std::size_t cols, std::sp
 /// A CSR matrix over arrays owned elsewhere. `T` may be const (read-only values); the structure
 /// arrays are always read-only. Copying a view copies pointers only.
 template <class T, layout_index Index = std::int32_t>
-class csr_view {
+class csr_view : public detail::dense_conversion<csr_view<T, Index>> {
 public:
+    static constexpr const char* name = "csr";
     using value_type = std::remove_const_t<T>;
     using index_type = Index;
+    using const_view = csr_view<const T, Index>;
     static_assert(layout_value<value_type>, "csr holds float, double or bfloat16");
 
     csr_view() = default;
@@ -134,27 +136,6 @@ public:
         for (auto k = std::size_t(row_ptr_[i]); k < std::size_t(row_ptr_[i + 1]); ++k) f(std::size_t(col_idx_[k]), values_[k]);
     }
 
-    /// Writes the matrix into `out` (zeros where nothing is stored). Throws shape_error if `out` is
-    /// not rows × cols.
-    template <order O> void to_dense(matrix_view<value_type, O> out) const {
-        if (out.rows() != rows_ || out.cols() != cols_)
-            detail::fail<shape_error>("lacuna::csr::to_dense: out is ", out.rows(), " x ", out.cols(), ", expected ",
-                                      rows_, " x ", cols_);
-        for (std::size_t i = 0; i < rows_; ++i) {
-            for (std::size_t j = 0; j < cols_; ++j) out(i, j) = value_type(0.f);
-            auto c = row_cols(i);
-            auto v = row_values(i);
-            for (std::size_t k = 0; k < c.size(); ++k) out(i, std::size_t(c[k])) = v[k];
-        }
-    }
-
-    /// The matrix as a row-major rows × cols array.
-    std::vector<value_type> to_dense() const {
-        std::vector<value_type> out(rows_ * cols_);
-        to_dense(matrix_view<value_type>(out, rows_, cols_));
-        return out;
-    }
-
 private:
     std::size_t rows_ = 0, cols_ = 0;
     const Index* row_ptr_ = nullptr;
@@ -163,6 +144,7 @@ private:
 };
 
 namespace detail {
+// Named apart from the view's accessors, which the owner also has.
 template <class T, class Index> struct csr_storage {
     aligned_buffer<Index> row_ptr_buf;
     aligned_buffer<Index> col_idx_buf;
@@ -171,11 +153,13 @@ template <class T, class Index> struct csr_storage {
 } // namespace detail
 
 /// A CSR matrix that owns its arrays. It is a csr_view of them (values mutable), so anything that
-/// takes a view takes it. Copies are deep.
+/// takes a view takes it. Copies are deep; a moved-from matrix is empty.
 template <layout_value T, layout_index Index = std::int32_t>
-class csr : private detail::csr_storage<T, Index>, public csr_view<T, Index> {
+class csr : public detail::owning_layout<csr<T, Index>, detail::csr_storage<T, Index>, csr_view<T, Index>> {
     using storage = detail::csr_storage<T, Index>;
     using view_type = csr_view<T, Index>;
+    using base = detail::owning_layout<csr, storage, view_type>;
+    friend base;
 
 public:
     /// An empty 0 × 0 matrix.
@@ -184,32 +168,16 @@ public:
     /// Copies the arrays after checking every invariant; throws invalid_layout.
     csr(std::size_t rows, std::size_t cols, std::span<const Index> row_ptr, std::span<const Index> col_idx,
         std::span<const T> values)
-        : csr(unchecked, rows, cols, aligned_buffer<Index>(row_ptr), aligned_buffer<Index>(col_idx), aligned_buffer<T>(values)) {
+        : csr(unchecked, rows, cols, aligned_buffer<Index>(row_ptr), aligned_buffer<Index>(col_idx),
+              aligned_buffer<T>(values)) {
         detail::validate_csr<Index>("lacuna::csr", rows, cols, row_ptr, col_idx, values.size());
     }
 
     /// Takes ownership of trusted arrays without checking them.
     csr(unchecked_t, std::size_t rows, std::size_t cols, aligned_buffer<Index> row_ptr, aligned_buffer<Index> col_idx,
-        aligned_buffer<T> values) noexcept
-        : storage{std::move(row_ptr), std::move(col_idx), std::move(values)},
-          view_type(unchecked, rows, cols, this->row_ptr_buf.data(), this->col_idx_buf.data(),
-                    this->values_buf.data()) {}
-
-    csr(const csr& o)
-        : csr(unchecked, o.rows(), o.cols(), o.row_ptr_buf, o.col_idx_buf, o.values_buf) {}
-    csr& operator=(const csr& o) {
-        if (this != &o) *this = csr(o);
-        return *this;
-    }
-    // The buffers move their heap arrays, so the view moves with them; the source becomes 0 × 0.
-    csr(csr&& o) noexcept : storage(std::move(o)), view_type(o) { o.view_type::operator=(view_type()); }
-    csr& operator=(csr&& o) noexcept {
-        storage::operator=(std::move(o));
-        view_type::operator=(o);
-        o.view_type::operator=(view_type());
-        return *this;
-    }
-    ~csr() = default;
+        aligned_buffer<T> values)
+        : base(storage{std::move(row_ptr), std::move(col_idx), std::move(values)},
+               view_type(unchecked, rows, cols, nullptr, nullptr, nullptr)) {}
 
     /// Builds from a dense matrix, keeping the elements `rule` selects (see layout/prune.hpp; by
     /// default every nonzero, NaN included). Throws invalid_layout if a count does not fit Index.
@@ -237,10 +205,11 @@ public:
         return csr(unchecked, rows, cols, std::move(row_ptr), std::move(col_idx), std::move(values));
     }
 
-    /// A view of this matrix (values read-only or mutable as the object is).
-    csr_view<const T, Index> view() const noexcept { return *this; }
-    csr_view<T, Index> view() noexcept { return *this; }
-
+private:
+    static view_type rebind(const view_type& shape, storage& s) noexcept {
+        return view_type(unchecked, shape.rows(), shape.cols(), s.row_ptr_buf.data(), s.col_idx_buf.data(),
+                         s.values_buf.data());
+    }
 };
 
 } // namespace lacuna

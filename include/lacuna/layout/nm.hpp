@@ -135,10 +135,12 @@ std::uint64_t encode_nm_group(const std::size_t* kept, const T* kept_values, std
 
 /// An N:M matrix over arrays owned elsewhere. `T` may be const; the metadata is read-only.
 template <class T, std::size_t N, std::size_t M, layout_index Index = std::int32_t>
-class nm_view {
+class nm_view : public detail::dense_conversion<nm_view<T, N, M, Index>> {
 public:
+    static constexpr const char* name = "nm";
     using value_type = std::remove_const_t<T>;
     using index_type = Index;
+    using const_view = nm_view<const T, N, M, Index>;
     using format = nm_format<N, M>;
     static_assert(layout_value<value_type>, "nm holds float, double or bfloat16");
     static constexpr std::size_t n = N, m = M;
@@ -170,7 +172,7 @@ public:
     double density() const noexcept {
         if (!rows_ || !cols_) return 0;
         std::size_t inside = 0;
-        for_each_slot([&](std::size_t, std::size_t, const T&) { ++inside; });
+        for (std::size_t i = 0; i < rows_; ++i) for_each_in_row(i, [&](std::size_t, const T&) { ++inside; });
         return double(inside) / (double(rows_) * double(cols_));
     }
     std::size_t bytes() const noexcept { return nnz() * sizeof(value_type) + rows_ * words_per_row() * 8; }
@@ -194,26 +196,6 @@ public:
         }
     }
 
-    /// Calls f(i, j, value) for every stored slot inside the matrix, row by row, in column order.
-    template <class F> void for_each_slot(F&& f) const {
-        for (std::size_t i = 0; i < rows_; ++i) for_each_in_row(i, [&](std::size_t j, T& v) { f(i, j, v); });
-    }
-
-    /// Writes the matrix into `out`. Throws shape_error if `out` is not rows × cols.
-    template <order O> void to_dense(matrix_view<value_type, O> out) const {
-        if (out.rows() != rows_ || out.cols() != cols_)
-            detail::fail<shape_error>("lacuna::nm::to_dense: out is ", out.rows(), " x ", out.cols(), ", expected ",
-                                      rows_, " x ", cols_);
-        for (std::size_t i = 0; i < rows_; ++i)
-            for (std::size_t j = 0; j < cols_; ++j) out(i, j) = value_type(0.f);
-        for_each_slot([&](std::size_t i, std::size_t j, const T& v) { out(i, j) = v; });
-    }
-    std::vector<value_type> to_dense() const {
-        std::vector<value_type> out(rows_ * cols_);
-        to_dense(matrix_view<value_type>(out, rows_, cols_));
-        return out;
-    }
-
 private:
     std::size_t rows_ = 0, cols_ = 0;
     T* values_ = nullptr;
@@ -230,13 +212,16 @@ template <class T> struct nm_storage {
 /// An N:M matrix that owns its arrays; it is an nm_view of them. Copies are deep; a moved-from
 /// matrix is empty.
 template <layout_value T, std::size_t N, std::size_t M, layout_index Index = std::int32_t>
-class nm : private detail::nm_storage<T>, public nm_view<T, N, M, Index> {
+class nm : public detail::owning_layout<nm<T, N, M, Index>, detail::nm_storage<T>, nm_view<T, N, M, Index>> {
     using storage = detail::nm_storage<T>;
     using view_type = nm_view<T, N, M, Index>;
+    using base = detail::owning_layout<nm, storage, view_type>;
     using format = nm_format<N, M>;
+    friend base;
 
 public:
-    nm() = default;
+    /// An empty 0 × 0 matrix.
+    nm() : nm(unchecked, 0, 0, {}, {}) {}
 
     /// Copies the arrays after checking every invariant; throws invalid_layout.
     nm(std::size_t rows, std::size_t cols, std::span<const T> values, std::span<const std::uint64_t> meta)
@@ -246,22 +231,7 @@ public:
 
     /// Takes ownership of trusted arrays without checking them.
     nm(unchecked_t, std::size_t rows, std::size_t cols, aligned_buffer<T> values, aligned_buffer<std::uint64_t> meta)
-        : storage{std::move(values), std::move(meta)},
-          view_type(unchecked, rows, cols, this->values_buf.data(), this->meta_buf.data()) {}
-
-    nm(const nm& o) : nm(unchecked, o.rows(), o.cols(), o.values_buf, o.meta_buf) {}
-    nm& operator=(const nm& o) {
-        if (this != &o) *this = nm(o);
-        return *this;
-    }
-    nm(nm&& o) noexcept : storage(std::move(o)), view_type(o) { o.view_type::operator=(view_type()); }
-    nm& operator=(nm&& o) noexcept {
-        storage::operator=(std::move(o));
-        view_type::operator=(o);
-        o.view_type::operator=(view_type());
-        return *this;
-    }
-    ~nm() = default;
+        : base(storage{std::move(values), std::move(meta)}, view_type(unchecked, rows, cols, nullptr, nullptr)) {}
 
     /// Builds from a dense matrix, keeping what `rule` selects; by default prune::n_m(N, M), the N
     /// largest magnitudes of each group. Throws invalid_layout if the rule selects more than N
@@ -295,8 +265,10 @@ public:
         return nm(unchecked, rows, cols, std::move(values), std::move(meta));
     }
 
-    nm_view<const T, N, M, Index> view() const noexcept { return *this; }
-    nm_view<T, N, M, Index> view() noexcept { return *this; }
+private:
+    static view_type rebind(const view_type& shape, storage& s) noexcept {
+        return view_type(unchecked, shape.rows(), shape.cols(), s.values_buf.data(), s.meta_buf.data());
+    }
 };
 
 } // namespace lacuna
