@@ -42,6 +42,7 @@ public:
             if (r.run_type == Run::RT_Aggregate && !median) continue;
             if (r.error_occurred) continue;
             std::string name = r.run_name.str();
+            if (const std::string suffix = "/real_time"; name.ends_with(suffix)) name.resize(name.size() - suffix.size());
             auto first = name.find('/'), last = name.rfind('/');
             if (first == std::string::npos || first == last) continue;
             entry e{name.substr(first + 1, last - first - 1), r.GetAdjustedRealTime(), r.time_unit, {}};

@@ -9,6 +9,7 @@
 #include "lacuna/core/parallel.hpp"
 #include "lacuna/layouts.hpp"
 #include "lacuna/primitives.hpp"
+#include "lacuna/spmm.hpp"
 #include "lacuna/simd/arch.hpp"
 #include "lacuna/simd/cpu.hpp"
 #include "lacuna/simd/dispatch.hpp"

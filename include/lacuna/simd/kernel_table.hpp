@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 
 #include "lacuna/core/bfloat16.hpp"
 #include "lacuna/simd/arch.hpp"
@@ -23,6 +24,9 @@ struct reduce_max;
 struct exp;
 struct softmax;
 struct convert;
+struct spmm_csr;
+struct spmv_csr;
+template <class Index> struct csr_product_args;
 } // namespace kernels
 
 namespace detail {
@@ -54,11 +58,16 @@ struct kernel_table {
     slot<kernels::softmax, void(const float*, const bool*, float*, std::size_t)> softmax_f32;
     slot<kernels::convert, void(const float*, bfloat16*, std::size_t)> convert_f32_bf16;
     slot<kernels::convert, void(const bfloat16*, float*, std::size_t)> convert_bf16_f32;
+    slot<kernels::spmm_csr, void(const kernels::csr_product_args<std::int32_t>*, std::size_t, std::size_t)> spmm_csr_i32;
+    slot<kernels::spmm_csr, void(const kernels::csr_product_args<std::int64_t>*, std::size_t, std::size_t)> spmm_csr_i64;
+    slot<kernels::spmv_csr, void(const kernels::csr_product_args<std::int32_t>*, std::size_t, std::size_t)> spmv_csr_i32;
+    slot<kernels::spmv_csr, void(const kernels::csr_product_args<std::int64_t>*, std::size_t, std::size_t)> spmv_csr_i64;
 
     /// Calls f(slot) for every slot, so that filling a table lists nothing twice.
     template <class F> constexpr void for_each_slot(F&& f) {
         f(dot_f32), f(dot_bf16), f(dot_bf16_f32), f(axpy_f32), f(scale_f32), f(reduce_sum_f32),
-            f(reduce_max_f32), f(exp_f32), f(softmax_f32), f(convert_f32_bf16), f(convert_bf16_f32);
+            f(reduce_max_f32), f(exp_f32), f(softmax_f32), f(convert_f32_bf16), f(convert_bf16_f32), f(spmm_csr_i32),
+            f(spmm_csr_i64), f(spmv_csr_i32), f(spmv_csr_i64);
     }
 };
 

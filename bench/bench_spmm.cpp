@@ -1,0 +1,137 @@
+// Sparse × dense products against the dense kernel of the same shape (OpenBLAS sgemm/sgemv on the
+// dense matrix), Eigen's SparseMatrix × dense, and the lacuna reference, in one binary.
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lacuna/layout/csr.hpp"
+#include "lacuna/reference/spmm.hpp"
+#include "lacuna/spmm.hpp"
+#include "support/bench_main.hpp"
+
+#if LACUNA_BENCH_OPENBLAS
+#include <cblas.h>
+#endif
+#if LACUNA_WITH_EIGEN
+#include <Eigen/SparseCore>
+#endif
+
+namespace {
+
+struct problem {
+    std::size_t m, k, n;
+    std::vector<float> dense_a, b, c;
+    lacuna::csr<float> a;
+#if LACUNA_WITH_EIGEN
+    Eigen::SparseMatrix<float, Eigen::RowMajor> eigen_a;
+#endif
+};
+
+// A uniform random m × k matrix at `density`, B of k × n, C of m × n.
+problem& problem_for(std::size_t m, std::size_t k, std::size_t n, double density) {
+    static std::map<std::string, std::unique_ptr<problem>> cache;
+    auto& p = cache[std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n) + "@" + std::to_string(density)];
+    if (!p) {
+        p = std::make_unique<problem>();
+        p->m = m, p->k = k, p->n = n;
+        std::mt19937_64 rng(5);
+        std::uniform_real_distribution<float> value(-1.f, 1.f), u(0.f, 1.f);
+        p->dense_a.assign(m * k, 0.f);
+        for (float& x : p->dense_a)
+            if (u(rng) < density) x = value(rng);
+        p->b.resize(k * n);
+        for (float& x : p->b) x = value(rng);
+        p->c.assign(m * n, 0.f);
+        p->a = lacuna::csr<float>::from_dense(lacuna::matrix_view<const float>(p->dense_a, m, k));
+#if LACUNA_WITH_EIGEN
+        using dense = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+        p->eigen_a = Eigen::Map<const dense>(p->dense_a.data(), long(m), long(k)).sparseView();
+#endif
+    }
+    return *p;
+}
+
+using body = std::function<void(problem&)>;
+
+void add_case(const std::string& op, const std::string& impl, std::size_t m, std::size_t k, std::size_t n, double density,
+              int threads, body run) {
+    std::string name = op + "/" + impl + "/" + std::to_string(n);
+    benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+        problem& p = problem_for(m, k, n, density);
+        lacuna::set_num_threads(threads);
+#if LACUNA_BENCH_OPENBLAS
+        openblas_set_num_threads(threads);
+#endif
+        for (auto _ : state) {
+            run(p);
+            benchmark::ClobberMemory();
+        }
+        lacuna::set_num_threads(0);
+        const double useful = 2.0 * double(p.a.nnz()) * double(n);
+        state.counters["GFLOP/s"] = benchmark::Counter(useful * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+        state.counters["GB/s"] = benchmark::Counter(double(p.a.bytes()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+    })->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
+void add_problem(std::size_t m, std::size_t k, std::size_t n, double density) {
+    const std::string op = "csr" + std::to_string(int(density * 100 + 0.5)) + "%_" + std::to_string(m);
+    auto add = [&](const std::string& impl, int threads, body run) { add_case(op, impl, m, k, n, density, threads, run); };
+    if (n == 1) {
+        add("lacuna", 1, [](problem& p) { lacuna::spmv(p.a, p.b, p.c); });
+        add("lacuna.2t", 2, [](problem& p) { lacuna::spmv(p.a, p.b, p.c); });
+    } else {
+        add("lacuna", 1, [](problem& p) {
+            lacuna::spmm(p.a, lacuna::matrix_view<const float>(p.b, p.k, p.n), lacuna::matrix_view<float>(p.c, p.m, p.n));
+        });
+        add("lacuna.2t", 2, [](problem& p) {
+            lacuna::spmm(p.a, lacuna::matrix_view<const float>(p.b, p.k, p.n), lacuna::matrix_view<float>(p.c, p.m, p.n));
+        });
+    }
+    if (n <= 64)
+        add("ref", 1, [](problem& p) {
+            lacuna::ref::spmm(p.a, lacuna::matrix_view<const float>(p.b, p.k, p.n), lacuna::matrix_view<float>(p.c, p.m, p.n),
+                              1.f, 0.f);
+        });
+#if LACUNA_BENCH_OPENBLAS
+    add("openblas", 1, [](problem& p) {
+        if (p.n == 1)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, int(p.m), int(p.k), 1.f, p.dense_a.data(), int(p.k), p.b.data(), 1, 0.f,
+                        p.c.data(), 1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(p.m), int(p.n), int(p.k), 1.f, p.dense_a.data(),
+                        int(p.k), p.b.data(), int(p.n), 0.f, p.c.data(), int(p.n));
+    });
+#endif
+#if LACUNA_WITH_EIGEN
+    add("eigen", 1, [](problem& p) {
+        using dense = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+        Eigen::Map<const dense> b(p.b.data(), long(p.k), long(p.n));
+        Eigen::Map<dense> c(p.c.data(), long(p.m), long(p.n));
+        c.noalias() = p.eigen_a * b;
+    });
+#endif
+}
+
+void register_cases() {
+    std::vector<double> densities{0.1};
+    std::vector<std::size_t> widths{1, 64, 256};
+    if (lacuna::bench::full_run()) {
+        densities = {0.5, 0.3, 0.1, 0.05, 0.01};
+        widths = {1, 16, 64, 256};
+    }
+    for (double d : densities)
+        for (std::size_t n : widths) add_problem(4096, 4096, n, d);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+#if LACUNA_BENCH_OPENBLAS
+    benchmark::AddCustomContext("openblas_core", openblas_get_corename());
+#endif
+    return lacuna::bench::run(argc, argv, register_cases, {"ref", "openblas", "eigen"}, {"GFLOP/s", "GB/s"});
+}

@@ -1,0 +1,107 @@
+// lacuna: CSR × dense products: C = α·A·B + β·C (SpMM) and y = α·A·x + β·y (SpMV), on a range of
+// rows, so that the entry point can hand each thread its own rows.
+#pragma once
+
+#include <cstddef>
+
+#include "lacuna/simd/compat.hpp"
+
+namespace lacuna::kernels {
+
+/// The operands of a CSR product, as raw pointers the entry point has checked. B is row-major
+/// (cols_a × n, row stride ldb), C row-major (rows_a × n, row stride ldc). With beta = 0, C is
+/// written without being read (NaN in C does not survive).
+template <class Index> struct csr_product_args {
+    const Index* row_ptr;
+    const Index* col_idx;
+    const float* values;
+    const float* b;
+    std::size_t ldb;
+    float* c;
+    std::size_t ldc;
+    std::size_t n;
+    float alpha, beta;
+};
+
+/// SpMM on rows [row_begin, row_end): for each row, the columns of C in register tiles of four
+/// vectors, accumulating a(i, k)·B[k, tile] over the row's nonzeros, so each tile of C is loaded and
+/// stored once.
+struct spmm_csr {
+    template <class Arch, class Index>
+    void operator()(Arch, const csr_product_args<Index>* args, std::size_t row_begin, std::size_t row_end) const noexcept;
+};
+
+/// SpMV on rows [row_begin, row_end): y[i] = α·sum_k a(i, k)·x[col(k)] + β·y[i], where x is args.b and
+/// y is args.c (n = 1).
+struct spmv_csr {
+    template <class Arch, class Index>
+    void operator()(Arch, const csr_product_args<Index>* args, std::size_t row_begin, std::size_t row_end) const noexcept;
+};
+
+namespace detail {
+
+// C[tile] = α·acc + β·C[tile], not reading C when β = 0.
+template <class V> LACUNA_ALWAYS_INLINE void finish(float* c, const V& acc, float alpha, float beta) noexcept {
+    if (beta == 0.f) simd::store(c, V(alpha) * acc);
+    else simd::store(c, simd::fma(V(beta), simd::load<V>(c), V(alpha) * acc));
+}
+
+// One tile of `tiles` registers of type V at column j of row range [k0, k1).
+template <class V, std::size_t tiles, class Index>
+LACUNA_ALWAYS_INLINE void spmm_tile(const csr_product_args<Index>& a, std::size_t k0, std::size_t k1, float* c,
+                                    std::size_t j) noexcept {
+    constexpr std::size_t w = simd::width<V>;
+    V acc[tiles];
+    for (std::size_t t = 0; t < tiles; ++t) acc[t] = V(0.f);
+    for (std::size_t k = k0; k < k1; ++k) {
+        const V v(a.values[k]);
+        const float* b = a.b + std::size_t(a.col_idx[k]) * a.ldb + j;
+        for (std::size_t t = 0; t < tiles; ++t) acc[t] = simd::fma(v, simd::load<V>(b + t * w), acc[t]);
+    }
+    for (std::size_t t = 0; t < tiles; ++t) finish(c + j + t * w, acc[t], a.alpha, a.beta);
+}
+
+} // namespace detail
+
+template <class Arch, class Index>
+void spmm_csr::operator()(Arch, const csr_product_args<Index>* args, std::size_t row_begin,
+                          std::size_t row_end) const noexcept {
+    using V = simd::vec<float, Arch>;
+    constexpr std::size_t w = simd::width<V>;
+    const csr_product_args<Index>& a = *args;
+    for (std::size_t i = row_begin; i < row_end; ++i) {
+        const auto k0 = std::size_t(a.row_ptr[i]), k1 = std::size_t(a.row_ptr[i + 1]);
+        float* c = a.c + i * a.ldc;
+        std::size_t j = 0;
+        for (; j + 4 * w <= a.n; j += 4 * w) detail::spmm_tile<V, 4>(a, k0, k1, c, j);
+        for (; j + w <= a.n; j += w) detail::spmm_tile<V, 1>(a, k0, k1, c, j);
+        for (; j < a.n; ++j) detail::spmm_tile<float, 1>(a, k0, k1, c, j);
+    }
+}
+
+template <class Arch, class Index>
+void spmv_csr::operator()(Arch, const csr_product_args<Index>* args, std::size_t row_begin,
+                          std::size_t row_end) const noexcept {
+    using V = simd::vec<float, Arch>;
+    constexpr std::size_t w = simd::width<V>;
+    const csr_product_args<Index>& a = *args;
+    for (std::size_t i = row_begin; i < row_end; ++i) {
+        const auto k0 = std::size_t(a.row_ptr[i]), k1 = std::size_t(a.row_ptr[i + 1]);
+        // Gathering x costs as much as the arithmetic; two accumulators hide the FMA latency.
+        V acc0(0.f), acc1(0.f);
+        std::size_t k = k0;
+        if constexpr (!simd::is_lane<V> && sizeof(Index) == 4) {
+            using I = simd::vec<std::int32_t, Arch>;
+            for (; k + 2 * w <= k1; k += 2 * w) {
+                acc0 = simd::fma(simd::load<V>(a.values + k), V::gather(a.b, simd::load<I>(a.col_idx + k)), acc0);
+                acc1 = simd::fma(simd::load<V>(a.values + k + w), V::gather(a.b, simd::load<I>(a.col_idx + k + w)), acc1);
+            }
+        }
+        float sum = simd::reduce_add(acc0 + acc1);
+        for (; k < k1; ++k) sum += a.values[k] * a.b[std::size_t(a.col_idx[k])];
+        float* y = a.c + i * a.ldc;
+        *y = a.beta == 0.f ? a.alpha * sum : a.alpha * sum + a.beta * *y;
+    }
+}
+
+} // namespace lacuna::kernels

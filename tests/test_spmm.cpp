@@ -1,0 +1,152 @@
+// CSR SpMM and SpMV against the reference, on every arch, at 1 and 2 threads.
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "lacuna/core/parallel.hpp"
+#include "lacuna/layout/csr.hpp"
+#include "lacuna/reference/spmm.hpp"
+#include "lacuna/spmm.hpp"
+#include "support/arch.hpp"
+#include "support/compare.hpp"
+#include "support/layouts.hpp"
+#include "support/random.hpp"
+
+using lacuna::test::poisoned;
+using lacuna::test::random_vector;
+using lacuna::test::rel_error;
+
+namespace {
+
+// A rows × cols CSR matrix: uniform density, or power-law row lengths with empty rows.
+template <class Index>
+lacuna::csr<float, Index> random_csr(std::mt19937_64& rng, std::size_t rows, std::size_t cols, double density,
+                                     bool power_law) {
+    std::vector<float> dense(rows * cols, 0.f);
+    std::uniform_real_distribution<float> value(-1.f, 1.f), u(0.f, 1.f);
+    for (std::size_t i = 0; i < rows; ++i) {
+        // Power law: row i keeps about density · cols · 3 / (1 + i)^0.8 elements, many rows none.
+        double d = power_law ? std::min(1.0, density * 3.0 / std::pow(double(i % 50) + 1.0, 0.8)) : density;
+        if (power_law && i % 7 == 3) d = 0;
+        for (std::size_t j = 0; j < cols; ++j)
+            if (u(rng) < d) dense[i * cols + j] = value(rng);
+    }
+    return lacuna::csr<float, Index>::from_dense(lacuna::matrix_view<const float>(dense, rows, cols));
+}
+
+struct shape {
+    std::size_t m, k, n;
+};
+const std::vector<shape> shapes{{0, 0, 0}, {0, 5, 3}, {5, 0, 4}, {1, 1, 1}, {7, 13, 1}, {33, 17, 5}, {40, 64, 16},
+                                {65, 31, 17}, {100, 80, 64}, {37, 200, 67}, {128, 96, 100}};
+
+} // namespace
+
+TEMPLATE_TEST_CASE("csr spmm matches the reference", "[spmm][csr]", std::int32_t, std::int64_t) {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    for (auto [m, k, n] : shapes)
+        for (bool power_law : {false, true})
+            for (double density : {0.0, 0.1, 0.6}) {
+                INFO(m << " x " << k << " times " << k << " x " << n << ", density " << density
+                       << (power_law ? ", power-law rows" : ""));
+                auto a = random_csr<TestType>(rng, m, k, density, power_law);
+                auto b = random_vector(rng, k * n);
+                for (auto [alpha, beta] : {std::pair{1.f, 0.f}, std::pair{-0.5f, 0.f}, std::pair{2.f, 0.75f}}) {
+                    INFO("alpha " << alpha << ", beta " << beta);
+                    auto c0 = beta == 0.f ? poisoned(m * n) : random_vector(rng, m * n);
+                    auto c = c0, c_ref = c0;
+                    lacuna::matrix_view<const float> bv(b, k, n);
+                    lacuna::spmm(a, bv, lacuna::matrix_view<float>(c, m, n), {alpha, beta});
+                    lacuna::ref::spmm(a, bv, lacuna::matrix_view<float>(c_ref, m, n), alpha, beta);
+                    CHECK(rel_error(c, c_ref) <= 1e-6);
+                }
+            }
+}
+
+TEST_CASE("csr spmm: strided operands, thread counts, NaN in B", "[spmm][csr]") {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    const std::size_t m = 91, k = 57, n = 35;
+    auto a = random_csr<std::int32_t>(rng, m, k, 0.3, true);
+    auto b = random_vector(rng, k * 40);          // row stride 40
+    lacuna::matrix_view<const float> bv(b, k, n, 40);
+    std::vector<float> c_ref = poisoned(m * n);
+    lacuna::ref::spmm(a, bv, lacuna::matrix_view<float>(c_ref, m, n), 1.f, 0.f);
+    std::vector<float> first;
+    for (int threads : {1, 2, 3}) {
+        INFO("threads " << threads);
+        lacuna::set_num_threads(threads);
+        std::vector<float> c = poisoned(m * 48); // row stride 48
+        lacuna::spmm(a, bv, lacuna::matrix_view<float>(c, m, n, 48));
+        std::vector<float> packed(m * n);
+        for (std::size_t i = 0; i < m; ++i)
+            for (std::size_t j = 0; j < n; ++j) packed[i * n + j] = c[i * 48 + j];
+        CHECK(rel_error(packed, c_ref) <= 1e-6);
+        if (first.empty()) first = packed;
+        CHECK(lacuna::test::same_bits(packed, first)); // the thread count does not change a bit
+        CHECK(std::isnan(c[47]));                       // the stride padding is not written
+    }
+    lacuna::set_num_threads(0);
+
+    // NaN in B reaches exactly the rows that store its column.
+    std::vector<float> b2(k * n, 1.f);
+    b2[5 * n + 2] = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> c(m * n);
+    lacuna::spmm(a, lacuna::matrix_view<const float>(b2, k, n), lacuna::matrix_view<float>(c, m, n));
+    for (std::size_t i = 0; i < m; ++i) {
+        bool stores_5 = false;
+        a.for_each_in_row(i, [&](std::size_t j, float) { stores_5 = stores_5 || j == 5; });
+        CHECK(std::isnan(c[i * n + 2]) == stores_5);
+    }
+}
+
+TEMPLATE_TEST_CASE("csr spmv matches the reference", "[spmv][csr]", std::int32_t, std::int64_t) {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    for (auto [m, k, n] : shapes)
+        for (bool power_law : {false, true}) {
+            INFO(m << " x " << k << (power_law ? ", power-law rows" : ""));
+            auto a = random_csr<TestType>(rng, m, k, 0.4, power_law);
+            auto x = random_vector(rng, k);
+            auto y0 = random_vector(rng, m);
+            for (float beta : {0.f, 1.5f}) {
+                auto y = beta == 0.f ? poisoned(m) : y0, y_ref = y;
+                lacuna::spmv(a, x, y, {0.5f, beta});
+                lacuna::ref::spmm(a, lacuna::matrix_view<const float>(x, k, 1), lacuna::matrix_view<float>(y_ref, m, 1),
+                                  0.5f, beta);
+                CHECK(rel_error(y, y_ref) <= 1e-6);
+            }
+        }
+}
+
+TEST_CASE("spmm and spmv reject bad shapes and aliasing", "[spmm][errors]") {
+    std::vector<float> dense{1, 0, 2, 0, 3, 0};
+    auto a = lacuna::csr<float>::from_dense(lacuna::matrix_view<const float>(dense, 2, 3));
+    std::vector<float> b(12), c(8);
+    CHECK_THROWS_WITH(lacuna::spmm(a, lacuna::matrix_view<const float>(b, 4, 3), lacuna::matrix_view<float>(c, 2, 3)),
+                      "lacuna::spmm: B has 4 rows, expected 3 (the columns of A, 2 x 3)");
+    CHECK_THROWS_WITH(lacuna::spmm(a, lacuna::matrix_view<const float>(b, 3, 4), lacuna::matrix_view<float>(c, 2, 3)),
+                      "lacuna::spmm: C is 2 x 3, expected 2 x 4 (rows of A x columns of B)");
+    CHECK_THROWS_AS(lacuna::spmm(a, lacuna::matrix_view<const float>(b, 3, 4), lacuna::matrix_view<float>(b, 2, 4)),
+                    lacuna::aliasing_error);
+    CHECK_THROWS_AS(lacuna::spmm(a, lacuna::matrix_view<const float>(b.data() + 2, 3, 2),
+                                 lacuna::matrix_view<float>(b.data(), 2, 2)),
+                    lacuna::aliasing_error);
+    std::vector<float> x(3), y(2);
+    CHECK_THROWS_WITH(lacuna::spmv(a, std::span<const float>(x).first(2), y),
+                      "lacuna::spmv: x has 2 elements, expected 3 (the columns of A)");
+    CHECK_THROWS_WITH(lacuna::spmv(a, x, std::span<float>(x)), "lacuna::spmv: y has 3 elements, expected 2 (the rows of A)");
+    CHECK_NOTHROW(lacuna::spmv(a.view(), x, y));
+}
+
+TEST_CASE("rows are split by work, not by count", "[spmm][threads]") {
+    // Row 0 holds 90 of 100 nonzeros: two parts split right after it.
+    std::vector<std::int32_t> row_ptr{0, 90, 92, 94, 96, 98, 100};
+    auto bounds = lacuna::detail::balanced_row_parts(row_ptr.data(), 6, 2);
+    CHECK(bounds == std::vector<std::size_t>{0, 1, 6});
+    std::vector<std::int32_t> empty_rows(11, 0);
+    CHECK(lacuna::detail::balanced_row_parts(empty_rows.data(), 10, 3) == std::vector<std::size_t>{0, 4, 7, 10});
+}
