@@ -23,8 +23,7 @@ template <class Index> struct csr_product_args {
     float alpha, beta;
 };
 
-/// SpMM on rows [row_begin, row_end): for each row, the columns of C in register tiles of four
-/// vectors, accumulating a(i, k)·B[k, tile] over the row's nonzeros, so each tile of C is loaded and
+/// SpMM on rows [row_begin, row_end): the columns of C in register tiles of four vectors, accumulating a(i, k)·B[k, tile] over the row's nonzeros, so each tile of C is loaded and
 /// stored once.
 struct spmm_csr {
     template <class Arch, class Index>
@@ -46,6 +45,9 @@ template <class V> LACUNA_ALWAYS_INLINE void finish(float* c, const V& acc, floa
     else simd::store(c, simd::fma(V(beta), simd::load<V>(c), V(alpha) * acc));
 }
 
+// B's rows are picked by the column indices, which no hardware prefetcher predicts.
+inline constexpr std::size_t prefetch_distance = 8;
+
 // One tile of `tiles` registers of type V at column j of row range [k0, k1).
 template <class V, std::size_t tiles, class Index>
 LACUNA_ALWAYS_INLINE void spmm_tile(const csr_product_args<Index>& a, std::size_t k0, std::size_t k1, float* c,
@@ -54,6 +56,10 @@ LACUNA_ALWAYS_INLINE void spmm_tile(const csr_product_args<Index>& a, std::size_
     V acc[tiles];
     for (std::size_t t = 0; t < tiles; ++t) acc[t] = V(0.f);
     for (std::size_t k = k0; k < k1; ++k) {
+        if (k + prefetch_distance < k1) {
+            const float* ahead = a.b + std::size_t(a.col_idx[k + prefetch_distance]) * a.ldb + j;
+            for (std::size_t t = 0; t < tiles * w; t += 16) __builtin_prefetch(ahead + t);
+        }
         const V v(a.values[k]);
         const float* b = a.b + std::size_t(a.col_idx[k]) * a.ldb + j;
         for (std::size_t t = 0; t < tiles; ++t) acc[t] = simd::fma(v, simd::load<V>(b + t * w), acc[t]);
@@ -69,14 +75,19 @@ void spmm_csr::operator()(Arch, const csr_product_args<Index>* args, std::size_t
     using V = simd::vec<float, Arch>;
     constexpr std::size_t w = simd::width<V>;
     const csr_product_args<Index>& a = *args;
-    for (std::size_t i = row_begin; i < row_end; ++i) {
-        const auto k0 = std::size_t(a.row_ptr[i]), k1 = std::size_t(a.row_ptr[i + 1]);
-        float* c = a.c + i * a.ldc;
-        std::size_t j = 0;
-        for (; j + 4 * w <= a.n; j += 4 * w) detail::spmm_tile<V, 4>(a, k0, k1, c, j);
-        for (; j + w <= a.n; j += w) detail::spmm_tile<V, 1>(a, k0, k1, c, j);
-        for (; j < a.n; ++j) detail::spmm_tile<float, 1>(a, k0, k1, c, j);
-    }
+    // Column panels outermost: the rows of B that one panel touches stay in cache while every row of
+    // A passes over them, instead of all of B competing for it.
+    std::size_t j = 0;
+    auto rows = [&](auto tile) {
+        for (std::size_t i = row_begin; i < row_end; ++i)
+            tile(std::size_t(a.row_ptr[i]), std::size_t(a.row_ptr[i + 1]), a.c + i * a.ldc);
+    };
+    for (; j + 4 * w <= a.n; j += 4 * w)
+        rows([&](std::size_t k0, std::size_t k1, float* c) { detail::spmm_tile<V, 4>(a, k0, k1, c, j); });
+    for (; j + w <= a.n; j += w)
+        rows([&](std::size_t k0, std::size_t k1, float* c) { detail::spmm_tile<V, 1>(a, k0, k1, c, j); });
+    for (; j < a.n; ++j)
+        rows([&](std::size_t k0, std::size_t k1, float* c) { detail::spmm_tile<float, 1>(a, k0, k1, c, j); });
 }
 
 template <class Arch, class Index>
