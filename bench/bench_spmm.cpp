@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "lacuna/layout/bsr.hpp"
 #include "lacuna/layout/csr.hpp"
+#include "lacuna/layout/prune.hpp"
 #include "lacuna/reference/spmm.hpp"
 #include "lacuna/spmm.hpp"
 #include "support/bench_main.hpp"
@@ -116,6 +118,62 @@ void add_problem(std::size_t m, std::size_t k, std::size_t n, double density) {
 #endif
 }
 
+// BSR with R × R blocks, `block_density` of them stored, against dense sgemm on the same matrix.
+template <std::size_t R> void add_bsr_problem(std::size_t size, std::size_t n, double block_density) {
+    struct bsr_problem {
+        std::vector<float> dense_a, b, c;
+        lacuna::bsr<float, R, R> a;
+    };
+    auto get = [=]() -> bsr_problem& {
+        static std::map<std::string, std::unique_ptr<bsr_problem>> cache;
+        auto& p = cache[std::to_string(size) + "x" + std::to_string(n) + "@" + std::to_string(block_density)];
+        if (!p) {
+            p = std::make_unique<bsr_problem>();
+            std::mt19937_64 rng(9);
+            std::uniform_real_distribution<float> value(-1.f, 1.f);
+            std::vector<float> full(size * size);
+            for (float& x : full) x = value(rng);
+            p->a = lacuna::bsr<float, R, R>::from_dense(lacuna::matrix_view<const float>(full, size, size),
+                                                        lacuna::prune::block_top_fraction({R, R}, block_density));
+            p->dense_a = p->a.to_dense();
+            p->b.resize(size * n);
+            for (float& x : p->b) x = value(rng);
+            p->c.assign(size * n, 0.f);
+        }
+        return *p;
+    };
+    const std::string op = "bsr" + std::to_string(R) + "_" + std::to_string(int(block_density * 100 + 0.5)) + "%";
+    auto add = [&](const std::string& impl, int threads, std::function<void(bsr_problem&)> run) {
+        std::string name = op + "/" + impl + "/" + std::to_string(n);
+        benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+            bsr_problem& p = get();
+            lacuna::set_num_threads(threads);
+#if LACUNA_BENCH_OPENBLAS
+            openblas_set_num_threads(threads);
+#endif
+            for (auto _ : state) {
+                run(p);
+                benchmark::ClobberMemory();
+            }
+            lacuna::set_num_threads(0);
+            state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(p.a.nnz()) * double(n) * 1e-9,
+                                                           benchmark::Counter::kIsIterationInvariantRate);
+            state.counters["GB/s"] = benchmark::Counter(double(p.a.bytes()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+        })->Unit(benchmark::kMicrosecond)->UseRealTime();
+    };
+    auto spmm = [=](bsr_problem& p) {
+        lacuna::spmm(p.a, lacuna::matrix_view<const float>(p.b, size, n), lacuna::matrix_view<float>(p.c, size, n));
+    };
+    add("lacuna", 1, spmm);
+    add("lacuna.2t", 2, spmm);
+#if LACUNA_BENCH_OPENBLAS
+    add("openblas", 1, [=](bsr_problem& p) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(size), int(n), int(size), 1.f, p.dense_a.data(),
+                    int(size), p.b.data(), int(n), 0.f, p.c.data(), int(n));
+    });
+#endif
+}
+
 void register_cases() {
     std::vector<double> densities{0.1};
     std::vector<std::size_t> widths{1, 64, 256};
@@ -125,6 +183,8 @@ void register_cases() {
     }
     for (double d : densities)
         for (std::size_t n : widths) add_problem(4096, 4096, n, d);
+    add_bsr_problem<16>(4096, 256, 0.1);
+    add_bsr_problem<32>(4096, 256, 0.1);
 }
 
 } // namespace

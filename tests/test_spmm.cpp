@@ -150,3 +150,35 @@ TEST_CASE("rows are split by work, not by count", "[spmm][threads]") {
     std::vector<std::int32_t> empty_rows(11, 0);
     CHECK(lacuna::detail::balanced_row_parts(empty_rows.data(), 10, 3) == std::vector<std::size_t>{0, 4, 7, 10});
 }
+
+TEMPLATE_TEST_CASE("bsr spmm matches the reference, padding never read into C", "[spmm][bsr]", (lacuna::bsr<float, 4, 4>),
+                   (lacuna::bsr<float, 16, 16>), (lacuna::bsr<float, 32, 32>), (lacuna::bsr<float, 2, 3>),
+                   (lacuna::bsr<float, 8, 8, std::int64_t>), (lacuna::bsr<float, lacuna::dynamic, lacuna::dynamic>)) {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    const lacuna::block_size block = TestType::static_block_rows == lacuna::dynamic
+                                         ? lacuna::block_size{3, 5}
+                                         : lacuna::block_size{TestType::static_block_rows, TestType::static_block_cols};
+    for (auto [m, k, n] : shapes)
+        for (double density : {0.0, 0.3, 1.0}) {
+            INFO(m << " x " << k << " times " << k << " x " << n << ", block density " << density);
+            auto dense = lacuna::test::sparse_dense<float>(rng, m, k, 0.8);
+            lacuna::matrix_view<const float> dv(dense, m, k);
+            auto a = TestType::from_dense(dv, block, lacuna::prune::block_top_fraction(block, density));
+            // NaN in the padding (the parts of edge blocks outside the matrix) must not reach C.
+            for (std::size_t bi = 0; bi < a.row_blocks(); ++bi)
+                for (auto blk = std::size_t(a.block_row_ptr()[bi]); blk < std::size_t(a.block_row_ptr()[bi + 1]); ++blk)
+                    for (std::size_t r = 0; r < block.rows; ++r)
+                        for (std::size_t col = 0; col < block.cols; ++col)
+                            if (bi * block.rows + r >= m || std::size_t(a.block_col_idx()[blk]) * block.cols + col >= k)
+                                a.block_values(blk)[r * block.cols + col] = std::numeric_limits<float>::quiet_NaN();
+            auto b = random_vector(rng, k * n);
+            lacuna::matrix_view<const float> bv(b, k, n);
+            for (auto [alpha, beta] : {std::pair{1.f, 0.f}, std::pair{1.5f, -0.5f}}) {
+                auto c = beta == 0.f ? poisoned(m * n) : random_vector(rng, m * n), c_ref = c;
+                lacuna::spmm(a, bv, lacuna::matrix_view<float>(c, m, n), {alpha, beta});
+                lacuna::ref::spmm(a, bv, lacuna::matrix_view<float>(c_ref, m, n), alpha, beta);
+                CHECK(rel_error(c, c_ref) <= 1e-6);
+            }
+        }
+}

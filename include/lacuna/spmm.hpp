@@ -6,13 +6,16 @@
 #include <concepts>
 #include <cstddef>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "lacuna/core/dense.hpp"
 #include "lacuna/core/error.hpp"
 #include "lacuna/core/parallel.hpp"
+#include "lacuna/kernels/spmm/bsr.hpp"
 #include "lacuna/kernels/spmm/csr.hpp"
 #include "lacuna/layout/concepts.hpp"
+#include "lacuna/layout/bsr.hpp"
 #include "lacuna/layout/csr.hpp"
 #include "lacuna/simd/dispatch.hpp"
 
@@ -42,12 +45,39 @@ std::vector<std::size_t> balanced_row_parts(const Index* row_ptr, std::size_t ro
     return bounds;
 }
 
-// Runs the kernel of Slot on balanced parts of A's rows, one part per thread.
-template <auto Slot, class Index>
-void run_on_rows(const kernels::csr_product_args<Index>& args, const Index* row_ptr, std::size_t rows) {
+// Calls run_part(begin, end) on balanced parts of the (block) rows, one part per thread.
+template <class Index, class RunPart>
+void run_on_rows(const Index* row_ptr, std::size_t rows, RunPart&& run_part) {
     const std::size_t parts = std::min<std::size_t>(std::size_t(num_threads()), std::max<std::size_t>(rows, 1));
     const std::vector<std::size_t> bounds = balanced_row_parts(row_ptr, rows, parts);
-    parallel_for(parts, [&](std::size_t p) { run<Slot>(&args, bounds[p], bounds[p + 1]); });
+    parallel_for(parts, [&](std::size_t p) { run_part(bounds[p], bounds[p + 1]); });
+}
+
+// The table slot of a BSR product, or nullptr for a combination the table does not hold.
+template <std::size_t R, std::size_t C, class Index> constexpr auto bsr_slot() {
+    if constexpr (!std::is_same_v<Index, std::int32_t> || R != C) return nullptr;
+    else if constexpr (R == 4) return &kernel_table::spmm_bsr_4x4;
+    else if constexpr (R == 8) return &kernel_table::spmm_bsr_8x8;
+    else if constexpr (R == 16) return &kernel_table::spmm_bsr_16x16;
+    else if constexpr (R == 32) return &kernel_table::spmm_bsr_32x32;
+    else if constexpr (R == dynamic) return &kernel_table::spmm_bsr_dynamic;
+    else return nullptr;
+}
+
+// Checks C = op(A)·B for an m × k A; throws shape_error or aliasing_error.
+inline void check_product(const char* where, std::size_t m, std::size_t k, matrix_view<const float> b, matrix_view<float> c,
+                          const float* a_values, std::size_t a_count) {
+    if (b.rows() != k)
+        fail<shape_error>(where, ": B has ", b.rows(), " rows, expected ", k, " (the columns of A, ", m, " x ", k, ")");
+    if (c.rows() != m || c.cols() != b.cols())
+        fail<shape_error>(where, ": C is ", c.rows(), " x ", c.cols(), ", expected ", m, " x ", b.cols(),
+                          " (rows of A x columns of B)");
+    const std::size_t c_bytes = c.empty() ? 0 : ((c.rows() - 1) * c.stride() + c.cols()) * sizeof(float);
+    const std::size_t b_bytes = b.empty() ? 0 : ((b.rows() - 1) * b.stride() + b.cols()) * sizeof(float);
+    check_no_partial_overlap(where, "C", c.data(), c_bytes, "B", b.data(), b_bytes);
+    if (c_bytes && b_bytes && c.data() == b.data())
+        fail<aliasing_error>(where, ": C and B are the same memory; the product cannot be computed in place");
+    check_no_partial_overlap(where, "C", c.data(), c_bytes, "the values of A", a_values, a_count * sizeof(float));
 }
 
 template <class Index> constexpr auto spmm_slot() {
@@ -69,23 +99,38 @@ template <compressed_rows Sparse>
     requires std::same_as<typename Sparse::value_type, float>
 void spmm(const Sparse& a, matrix_view<const float> b, matrix_view<float> c, product_options opts = {}) {
     using Index = typename Sparse::index_type;
-    const char* where = "lacuna::spmm";
-    if (b.rows() != a.cols())
-        detail::fail<shape_error>(where, ": B has ", b.rows(), " rows, expected ", a.cols(), " (the columns of A, ",
-                                  a.rows(), " x ", a.cols(), ")");
-    if (c.rows() != a.rows() || c.cols() != b.cols())
-        detail::fail<shape_error>(where, ": C is ", c.rows(), " x ", c.cols(), ", expected ", a.rows(), " x ", b.cols(),
-                                  " (rows of A x columns of B)");
-    const std::size_t c_bytes = c.empty() ? 0 : ((c.rows() - 1) * c.stride() + c.cols()) * sizeof(float);
-    const std::size_t b_bytes = b.empty() ? 0 : ((b.rows() - 1) * b.stride() + b.cols()) * sizeof(float);
-    detail::check_no_partial_overlap(where, "C", c.data(), c_bytes, "B", b.data(), b_bytes);
-    if (c_bytes && b_bytes && c.data() == b.data())
-        detail::fail<aliasing_error>(where, ": C and B are the same memory; the product cannot be computed in place");
-    detail::check_no_partial_overlap(where, "C", c.data(), c_bytes, "the values of A", a.values(), a.nnz() * sizeof(float));
+    detail::check_product("lacuna::spmm", a.rows(), a.cols(), b, c, a.values(), a.nnz());
     if (c.empty()) return;
     const kernels::csr_product_args<Index> args{a.row_ptr(), a.col_idx(), a.values(), b.data(), b.stride(),
                                                 c.data(),    c.stride(),  c.cols(),   opts.alpha, opts.beta};
-    detail::run_on_rows<detail::spmm_slot<Index>()>(args, a.row_ptr(), a.rows());
+    detail::run_on_rows(a.row_ptr(), a.rows(),
+                        [&](std::size_t r0, std::size_t r1) { detail::run<detail::spmm_slot<Index>()>(&args, r0, r1); });
+}
+
+/// C = α·A·B + β·C for a BSR matrix A (m × k, float, any block shape; padding never read into C),
+/// B and C dense row-major. O(nnz_blocks · R · C · n) work; block rows are split over threads by
+/// their block count; the result does not depend on the thread count. The 4×4, 8×8, 16×16, 32×32
+/// and run-time shapes with int32_t indices use the dispatched kernels; other combinations the
+/// arch this translation unit is compiled for. Throws shape_error or aliasing_error as spmm for CSR.
+template <block_sparse Sparse>
+    requires std::same_as<typename Sparse::value_type, float>
+void spmm(const Sparse& a, matrix_view<const float> b, matrix_view<float> c, product_options opts = {}) {
+    using Index = typename Sparse::index_type;
+    constexpr std::size_t R = Sparse::static_block_rows, C = Sparse::static_block_cols;
+    detail::check_product("lacuna::spmm", a.rows(), a.cols(), b, c, a.values(), a.nnz());
+    if (c.empty()) return;
+    const kernels::bsr_product_args<R, C, Index> args{a.block_row_ptr(), a.block_col_idx(), a.values(), a.rows(),
+                                                      a.cols(),          a.block_rows(),    a.block_cols(), b.data(),
+                                                      b.stride(),        c.data(),          c.stride(),     c.cols(),
+                                                      opts.alpha,        opts.beta};
+    constexpr auto slot = detail::bsr_slot<R, C, Index>();
+    if constexpr (std::is_same_v<decltype(slot), const std::nullptr_t>)
+        detail::run_on_rows(a.block_row_ptr(), a.row_blocks(), [&](std::size_t b0, std::size_t b1) {
+            detail::run_compiled_in(kernels::spmm_bsr{}, &args, b0, b1);
+        });
+    else
+        detail::run_on_rows(a.block_row_ptr(), a.row_blocks(),
+                            [&](std::size_t b0, std::size_t b1) { detail::run<slot>(&args, b0, b1); });
 }
 
 /// y = α·A·x + β·y for a CSR matrix A (m × k, float): SpMV, with x of length k and y of length m.
@@ -106,7 +151,8 @@ void spmv(const Sparse& a, std::span<const float> x, std::span<float> y, product
     if (y.empty()) return;
     const kernels::csr_product_args<Index> args{a.row_ptr(), a.col_idx(), a.values(), x.data(), 0,
                                                 y.data(),    1,           1,          opts.alpha, opts.beta};
-    detail::run_on_rows<detail::spmv_slot<Index>()>(args, a.row_ptr(), a.rows());
+    detail::run_on_rows(a.row_ptr(), a.rows(),
+                        [&](std::size_t r0, std::size_t r1) { detail::run<detail::spmv_slot<Index>()>(&args, r0, r1); });
 }
 
 } // namespace lacuna

@@ -114,21 +114,23 @@ inline arch force_arch(arch a) {
 
 namespace detail {
 
-#if !LACUNA_DISPATCH
-template <class Kernel, class R, class... Args>
-LACUNA_ALWAYS_INLINE R run_compiled_in(slot<Kernel, R(Args...)>, std::type_identity_t<Args>... args) {
-    if (active_arch() == arch::scalar) return entry<Kernel, simd::scalar, R(Args...)>::call(args...);
-    return entry<Kernel, simd::tag<simd::native_arch>, R(Args...)>::call(args...);
+/// Calls a kernel compiled into this translation unit: on scalar when that is active, else on the
+/// arch its own flags enable (simd::native_arch). The header-only path for every kernel, and the
+/// path of a dispatch build for type combinations its table does not hold (correct, but only as
+/// fast as the translation unit's flags allow).
+template <class Kernel, class... Args> LACUNA_ALWAYS_INLINE decltype(auto) run_compiled_in(Kernel kernel, Args... args) {
+    if (active_arch() == arch::scalar) return kernel(simd::scalar{}, args...);
+    return kernel(simd::tag<simd::native_arch>{}, args...);
 }
-#endif
+
+template <class Kernel, class Fn> Kernel kernel_of(const slot<Kernel, Fn>&); // for decltype only
 
 /// Calls the kernel of table slot `Slot` on the active arch.
-template <auto Slot, class... Args>
-LACUNA_ALWAYS_INLINE decltype(auto) run(Args... args) {
+template <auto Slot, class... Args> LACUNA_ALWAYS_INLINE decltype(auto) run(Args... args) {
 #if LACUNA_DISPATCH
     return (table_for(active_arch()).*Slot).fn(args...);
 #else
-    return run_compiled_in(std::remove_cvref_t<decltype(std::declval<kernel_table&>().*Slot)>{}, args...);
+    return run_compiled_in(decltype(kernel_of(std::declval<kernel_table&>().*Slot)){}, args...);
 #endif
 }
 
