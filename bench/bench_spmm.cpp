@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "lacuna/layout/bitmap.hpp"
 #include "lacuna/layout/bsr.hpp"
+#include "lacuna/layout/convert.hpp"
 #include "lacuna/layout/csr.hpp"
 #include "lacuna/layout/prune.hpp"
 #include "lacuna/reference/spmm.hpp"
@@ -28,6 +30,7 @@ struct problem {
     std::size_t m, k, n;
     std::vector<float> dense_a, b, c;
     lacuna::csr<float> a;
+    lacuna::bitmap<float> bitmap_a;
 #if LACUNA_WITH_EIGEN
     Eigen::SparseMatrix<float, Eigen::RowMajor> eigen_a;
 #endif
@@ -49,6 +52,7 @@ problem& problem_for(std::size_t m, std::size_t k, std::size_t n, double density
         for (float& x : p->b) x = value(rng);
         p->c.assign(m * n, 0.f);
         p->a = lacuna::csr<float>::from_dense(lacuna::matrix_view<const float>(p->dense_a, m, k));
+        p->bitmap_a = lacuna::convert_to<lacuna::bitmap<float>>(p->a);
 #if LACUNA_WITH_EIGEN
         using dense = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
         p->eigen_a = Eigen::Map<const dense>(p->dense_a.data(), long(m), long(k)).sparseView();
@@ -75,7 +79,8 @@ void add_case(const std::string& op, const std::string& impl, std::size_t m, std
         lacuna::set_num_threads(0);
         const double useful = 2.0 * double(p.a.nnz()) * double(n);
         state.counters["GFLOP/s"] = benchmark::Counter(useful * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-        state.counters["GB/s"] = benchmark::Counter(double(p.a.bytes()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+        const double bytes = impl.starts_with("bitmap") ? double(p.bitmap_a.bytes()) : double(p.a.bytes());
+        state.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
     })->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
@@ -85,6 +90,8 @@ void add_problem(std::size_t m, std::size_t k, std::size_t n, double density) {
     if (n == 1) {
         add("lacuna", 1, [](problem& p) { lacuna::spmv(p.a, p.b, p.c); });
         add("lacuna.2t", 2, [](problem& p) { lacuna::spmv(p.a, p.b, p.c); });
+        add("bitmap", 1, [](problem& p) { lacuna::spmv(p.bitmap_a, p.b, p.c); });
+        add("bitmap.2t", 2, [](problem& p) { lacuna::spmv(p.bitmap_a, p.b, p.c); });
     } else {
         add("lacuna", 1, [](problem& p) {
             lacuna::spmm(p.a, lacuna::matrix_view<const float>(p.b, p.k, p.n), lacuna::matrix_view<float>(p.c, p.m, p.n));
@@ -183,6 +190,7 @@ void register_cases() {
     }
     for (double d : densities)
         for (std::size_t n : widths) add_problem(4096, 4096, n, d);
+    if (!lacuna::bench::full_run()) add_problem(4096, 4096, 1, 0.3); // 70% sparse: the bitmap's range
     add_bsr_problem<16>(4096, 256, 0.1);
     add_bsr_problem<32>(4096, 256, 0.1);
 }

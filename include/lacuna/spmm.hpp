@@ -12,9 +12,11 @@
 #include "lacuna/core/dense.hpp"
 #include "lacuna/core/error.hpp"
 #include "lacuna/core/parallel.hpp"
+#include "lacuna/kernels/spmm/bitmap.hpp"
 #include "lacuna/kernels/spmm/bsr.hpp"
 #include "lacuna/kernels/spmm/csr.hpp"
 #include "lacuna/layout/concepts.hpp"
+#include "lacuna/layout/bitmap.hpp"
 #include "lacuna/layout/bsr.hpp"
 #include "lacuna/layout/csr.hpp"
 #include "lacuna/simd/dispatch.hpp"
@@ -29,27 +31,26 @@ struct product_options {
 
 namespace detail {
 
-/// Row boundaries of `parts` parts with about equal work, work counted as nonzeros plus one per row
-/// (so that empty rows and skewed rows both balance). parts + 1 boundaries, first 0, last rows.
-template <class Index>
-std::vector<std::size_t> balanced_row_parts(const Index* row_ptr, std::size_t rows, std::size_t parts) {
+/// Row boundaries of `parts` parts with about equal work, work counted as stored elements plus one
+/// per row (so that empty rows and skewed rows both balance); start(i) is the count stored before
+/// row i (a CSR row pointer). parts + 1 boundaries, first 0, last rows.
+template <class Start> std::vector<std::size_t> balanced_row_parts(std::size_t rows, std::size_t parts, Start&& start) {
     std::vector<std::size_t> bounds(parts + 1, rows);
     bounds[0] = 0;
-    const double total = double(row_ptr[rows]) + double(rows);
+    const double total = double(start(rows)) + double(rows);
     std::size_t i = 0;
     for (std::size_t p = 1; p < parts; ++p) {
         const double target = total * double(p) / double(parts);
-        while (i < rows && double(row_ptr[i]) + double(i) < target) ++i;
+        while (i < rows && double(start(i)) + double(i) < target) ++i;
         bounds[p] = i;
     }
     return bounds;
 }
 
 // Calls run_part(begin, end) on balanced parts of the (block) rows, one part per thread.
-template <class Index, class RunPart>
-void run_on_rows(const Index* row_ptr, std::size_t rows, RunPart&& run_part) {
+template <class Start, class RunPart> void run_on_rows(std::size_t rows, Start&& start, RunPart&& run_part) {
     const std::size_t parts = std::min<std::size_t>(std::size_t(num_threads()), std::max<std::size_t>(rows, 1));
-    const std::vector<std::size_t> bounds = balanced_row_parts(row_ptr, rows, parts);
+    const std::vector<std::size_t> bounds = balanced_row_parts(rows, parts, start);
     parallel_for(parts, [&](std::size_t p) { run_part(bounds[p], bounds[p + 1]); });
 }
 
@@ -103,7 +104,7 @@ void spmm(const Sparse& a, matrix_view<const float> b, matrix_view<float> c, pro
     if (c.empty()) return;
     const kernels::csr_product_args<Index> args{a.row_ptr(), a.col_idx(), a.values(), b.data(), b.stride(),
                                                 c.data(),    c.stride(),  c.cols(),   opts.alpha, opts.beta};
-    detail::run_on_rows(a.row_ptr(), a.rows(),
+    detail::run_on_rows(a.rows(), [&](std::size_t i) { return a.row_ptr()[i]; },
                         [&](std::size_t r0, std::size_t r1) { detail::run<detail::spmm_slot<Index>()>(&args, r0, r1); });
 }
 
@@ -125,12 +126,42 @@ void spmm(const Sparse& a, matrix_view<const float> b, matrix_view<float> c, pro
                                                       opts.alpha,        opts.beta};
     constexpr auto slot = detail::bsr_slot<R, C, Index>();
     if constexpr (std::is_same_v<decltype(slot), const std::nullptr_t>)
-        detail::run_on_rows(a.block_row_ptr(), a.row_blocks(), [&](std::size_t b0, std::size_t b1) {
+        detail::run_on_rows(a.row_blocks(), [&](std::size_t i) { return a.block_row_ptr()[i]; }, [&](std::size_t b0, std::size_t b1) {
             detail::run_compiled_in(kernels::spmm_bsr{}, &args, b0, b1);
         });
     else
-        detail::run_on_rows(a.block_row_ptr(), a.row_blocks(),
+        detail::run_on_rows(a.row_blocks(), [&](std::size_t i) { return a.block_row_ptr()[i]; },
                             [&](std::size_t b0, std::size_t b1) { detail::run<slot>(&args, b0, b1); });
+}
+
+namespace detail {
+inline void check_spmv(const char* where, std::size_t m, std::size_t k, std::span<const float> x, std::span<float> y,
+                       const float* a_values, std::size_t a_count) {
+    check_size(where, "x", x.size(), k, "the columns of A");
+    check_size(where, "y", y.size(), m, "the rows of A");
+    check_no_partial_overlap(where, "y", y.data(), y.size_bytes(), "x", x.data(), x.size_bytes());
+    if (!y.empty() && !x.empty() && y.data() == x.data())
+        fail<aliasing_error>(where, ": y and x are the same memory; the product cannot be computed in place");
+    check_no_partial_overlap(where, "y", y.data(), y.size_bytes(), "the values of A", a_values, a_count * sizeof(float));
+}
+} // namespace detail
+
+/// y = α·A·x + β·y for a bitmap matrix A (m × k, float): the bits say which x each packed value
+/// meets, so no index is read (AVX-512 expands the packed values into registers). Rows are split
+/// over threads by their kept count; deterministic. Throws shape_error or aliasing_error as for CSR.
+template <bitmap_sparse Sparse>
+    requires std::same_as<typename Sparse::value_type, float>
+void spmv(const Sparse& a, std::span<const float> x, std::span<float> y, product_options opts = {}) {
+    using Index = typename Sparse::index_type;
+    detail::check_spmv("lacuna::spmv", a.rows(), a.cols(), x, y, a.values(), a.nnz());
+    if (y.empty()) return;
+    const kernels::bitmap_spmv_args<Index> args{a.bits(), a.offsets(), a.values(), a.words_per_row(),
+                                                x.data(), y.data(),    opts.alpha, opts.beta};
+    const auto start = [&](std::size_t i) { return a.offsets()[i * a.words_per_row()]; };
+    detail::run_on_rows(a.rows(), start, [&](std::size_t r0, std::size_t r1) {
+        if constexpr (sizeof(Index) == 4) detail::run<&detail::kernel_table::spmv_bitmap_i32>(&args, r0, r1);
+        else detail::run<&detail::kernel_table::spmv_bitmap_i64>(&args, r0, r1);
+    });
 }
 
 /// y = α·A·x + β·y for a CSR matrix A (m × k, float): SpMV, with x of length k and y of length m.
@@ -140,18 +171,11 @@ template <compressed_rows Sparse>
     requires std::same_as<typename Sparse::value_type, float>
 void spmv(const Sparse& a, std::span<const float> x, std::span<float> y, product_options opts = {}) {
     using Index = typename Sparse::index_type;
-    const char* where = "lacuna::spmv";
-    detail::check_size(where, "x", x.size(), a.cols(), "the columns of A");
-    detail::check_size(where, "y", y.size(), a.rows(), "the rows of A");
-    detail::check_no_partial_overlap(where, "y", y.data(), y.size_bytes(), "x", x.data(), x.size_bytes());
-    if (!y.empty() && !x.empty() && y.data() == x.data())
-        detail::fail<aliasing_error>(where, ": y and x are the same memory; the product cannot be computed in place");
-    detail::check_no_partial_overlap(where, "y", y.data(), y.size_bytes(), "the values of A", a.values(),
-                                     a.nnz() * sizeof(float));
+    detail::check_spmv("lacuna::spmv", a.rows(), a.cols(), x, y, a.values(), a.nnz());
     if (y.empty()) return;
     const kernels::csr_product_args<Index> args{a.row_ptr(), a.col_idx(), a.values(), x.data(), 0,
                                                 y.data(),    1,           1,          opts.alpha, opts.beta};
-    detail::run_on_rows(a.row_ptr(), a.rows(),
+    detail::run_on_rows(a.rows(), [&](std::size_t i) { return a.row_ptr()[i]; },
                         [&](std::size_t r0, std::size_t r1) { detail::run<detail::spmv_slot<Index>()>(&args, r0, r1); });
 }
 

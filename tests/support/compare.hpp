@@ -30,6 +30,22 @@ double rel_error(const A& out, const B& ref) {
     return norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
 }
 
+/// The 2-norm of a range, in double.
+template <std::ranges::contiguous_range A> double norm(const A& v) {
+    double s = 0;
+    for (const auto& x : v) s += double(float(x)) * double(float(x));
+    return std::sqrt(s);
+}
+
+/// ‖out − ref‖ / max(‖ref‖, floor), NaN and inf as in rel_error: for results that can cancel to
+/// nearly nothing, such as α·A·x + β·y, `floor` is the size of what was added (‖β·y‖).
+template <std::ranges::contiguous_range A, std::ranges::contiguous_range B>
+double rel_error(const A& out, const B& ref, double floor) {
+    const double r = rel_error(out, ref), nr = norm(ref);
+    if (!std::isfinite(r) || nr >= floor) return r;
+    return nr > 0 ? r * nr / floor : r / floor;
+}
+
 /// n values of NaN: an element the kernel forgets to write fails every comparison.
 template <class T = float> std::vector<T> poisoned(std::size_t n) {
     return std::vector<T>(n, T(std::numeric_limits<float>::quiet_NaN()));

@@ -27,7 +27,9 @@ struct convert;
 struct spmm_csr;
 struct spmv_csr;
 struct spmm_bsr;
+struct spmv_bitmap;
 template <class Index> struct csr_product_args;
+template <class Index> struct bitmap_spmv_args;
 template <std::size_t R, std::size_t C, class Index> struct bsr_product_args;
 } // namespace kernels
 
@@ -73,13 +75,15 @@ struct kernel_table {
     slot<kernels::spmm_bsr, void(const kernels::bsr_product_args<std::size_t(-1), std::size_t(-1), std::int32_t>*,
                                  std::size_t, std::size_t)>
         spmm_bsr_dynamic;
+    slot<kernels::spmv_bitmap, void(const kernels::bitmap_spmv_args<std::int32_t>*, std::size_t, std::size_t)> spmv_bitmap_i32;
+    slot<kernels::spmv_bitmap, void(const kernels::bitmap_spmv_args<std::int64_t>*, std::size_t, std::size_t)> spmv_bitmap_i64;
 
     /// Calls f(slot) for every slot, so that filling a table lists nothing twice.
     template <class F> constexpr void for_each_slot(F&& f) {
         f(dot_f32), f(dot_bf16), f(dot_bf16_f32), f(axpy_f32), f(scale_f32), f(reduce_sum_f32),
             f(reduce_max_f32), f(exp_f32), f(softmax_f32), f(convert_f32_bf16), f(convert_bf16_f32), f(spmm_csr_i32),
             f(spmm_csr_i64), f(spmv_csr_i32), f(spmv_csr_i64), f(spmm_bsr_4x4), f(spmm_bsr_8x8), f(spmm_bsr_16x16),
-            f(spmm_bsr_32x32), f(spmm_bsr_dynamic);
+            f(spmm_bsr_32x32), f(spmm_bsr_dynamic), f(spmv_bitmap_i32), f(spmv_bitmap_i64);
     }
 };
 

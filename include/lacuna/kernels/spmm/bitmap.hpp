@@ -1,0 +1,93 @@
+// lacuna: bitmap × vector: y = α·A·x + β·y on a range of rows.
+#pragma once
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+
+#include "lacuna/simd/compat.hpp"
+
+#if LACUNA_X86_64
+#include <immintrin.h>
+#endif
+
+namespace lacuna::kernels {
+
+/// The operands of a bitmap SpMV, checked by the entry point: A's bits (words_per_row words a row),
+/// word offsets and packed values; x of A's column count; y of its row count.
+template <class Index> struct bitmap_spmv_args {
+    const std::uint64_t* bits;
+    const Index* offsets;
+    const float* values;
+    std::size_t words_per_row;
+    const float* x;
+    float* y;
+    float alpha, beta;
+};
+
+/// SpMV over rows [row_begin, row_end). On AVX-512, each 16-bit slice of a row's bit word expands
+/// that many packed values into a register (vexpandps) against a masked load of x, so the arithmetic
+/// is dense and no index is read; elsewhere, one multiply-add per set bit.
+struct spmv_bitmap {
+    template <class Arch, class Index>
+    void operator()(Arch, const bitmap_spmv_args<Index>* args, std::size_t row_begin, std::size_t row_end) const noexcept;
+#if XSIMD_WITH_AVX512BW
+    template <class Index>
+    void operator()(xsimd::avx512bw, const bitmap_spmv_args<Index>* args, std::size_t row_begin,
+                    std::size_t row_end) const noexcept;
+#endif
+};
+
+namespace detail {
+inline void finish_row(float* y, float sum, float alpha, float beta) noexcept {
+    *y = beta == 0.f ? alpha * sum : alpha * sum + beta * *y;
+}
+} // namespace detail
+
+template <class Arch, class Index>
+void spmv_bitmap::operator()(Arch, const bitmap_spmv_args<Index>* args, std::size_t row_begin,
+                             std::size_t row_end) const noexcept {
+    const bitmap_spmv_args<Index>& a = *args;
+    for (std::size_t i = row_begin; i < row_end; ++i) {
+        const float* v = a.values + a.offsets[i * a.words_per_row];
+        float sum0 = 0.f, sum1 = 0.f; // two chains: the adds do not wait on each other
+        for (std::size_t w = 0; w < a.words_per_row; ++w) {
+            const float* x = a.x + w * 64;
+            std::uint64_t bits = a.bits[i * a.words_per_row + w];
+            for (; bits & (bits - 1); bits &= bits - 1, bits &= bits - 1) {
+                sum0 += *v++ * x[std::countr_zero(bits)];
+                sum1 += *v++ * x[std::countr_zero(bits & (bits - 1))];
+            }
+            if (bits) sum0 += *v++ * x[std::countr_zero(bits)];
+        }
+        detail::finish_row(a.y + i, sum0 + sum1, a.alpha, a.beta);
+    }
+}
+
+#if XSIMD_WITH_AVX512BW
+template <class Index>
+void spmv_bitmap::operator()(xsimd::avx512bw, const bitmap_spmv_args<Index>* args, std::size_t row_begin,
+                             std::size_t row_end) const noexcept {
+    const bitmap_spmv_args<Index>& a = *args;
+    for (std::size_t i = row_begin; i < row_end; ++i) {
+        const float* v = a.values + a.offsets[i * a.words_per_row];
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+        for (std::size_t w = 0; w < a.words_per_row; ++w) {
+            const std::uint64_t bits = a.bits[i * a.words_per_row + w];
+            const float* x = a.x + w * 64;
+            for (int q = 0; q < 4; q += 2) {
+                // Only the kept lanes of x are loaded: bits past the last column are zero, so the
+                // masked load never reads past x.
+                const auto m0 = __mmask16(bits >> (16 * q)), m1 = __mmask16(bits >> (16 * q + 16));
+                acc0 = _mm512_fmadd_ps(_mm512_maskz_expandloadu_ps(m0, v), _mm512_maskz_loadu_ps(m0, x + 16 * q), acc0);
+                v += std::popcount(unsigned(m0));
+                acc1 = _mm512_fmadd_ps(_mm512_maskz_expandloadu_ps(m1, v), _mm512_maskz_loadu_ps(m1, x + 16 * q + 16), acc1);
+                v += std::popcount(unsigned(m1));
+            }
+        }
+        detail::finish_row(a.y + i, _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)), a.alpha, a.beta);
+    }
+}
+#endif
+
+} // namespace lacuna::kernels
