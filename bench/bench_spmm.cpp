@@ -61,27 +61,40 @@ problem& problem_for(std::size_t m, std::size_t k, std::size_t n, double density
     return *p;
 }
 
-using body = std::function<void(problem&)>;
+// One timed case: what to run, with the useful flops and the layout bytes of one call.
+struct timed_case {
+    std::function<void()> run;
+    double flops, bytes;
+};
 
-void add_case(const std::string& op, const std::string& impl, std::size_t m, std::size_t k, std::size_t n, double density,
-              int threads, body run) {
-    std::string name = op + "/" + impl + "/" + std::to_string(n);
+// Registers `name` on `threads` threads (lacuna and OpenBLAS alike); prepare() builds the operands
+// outside the timing, once per run.
+void add_timed(const std::string& name, int threads, std::function<timed_case()> prepare) {
     benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
-        problem& p = problem_for(m, k, n, density);
+        const timed_case c = prepare();
         lacuna::set_num_threads(threads);
 #if LACUNA_BENCH_OPENBLAS
         openblas_set_num_threads(threads);
 #endif
         for (auto _ : state) {
-            run(p);
+            c.run();
             benchmark::ClobberMemory();
         }
         lacuna::set_num_threads(0);
-        const double useful = 2.0 * double(p.a.nnz()) * double(n);
-        state.counters["GFLOP/s"] = benchmark::Counter(useful * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-        const double bytes = impl.starts_with("bitmap") ? double(p.bitmap_a.bytes()) : double(p.a.bytes());
-        state.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+        state.counters["GFLOP/s"] = benchmark::Counter(c.flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+        state.counters["GB/s"] = benchmark::Counter(c.bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
     })->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
+using body = std::function<void(problem&)>;
+
+void add_case(const std::string& op, const std::string& impl, std::size_t m, std::size_t k, std::size_t n, double density,
+              int threads, body run) {
+    add_timed(op + "/" + impl + "/" + std::to_string(n), threads, [=] {
+        problem& p = problem_for(m, k, n, density);
+        const double bytes = impl.starts_with("bitmap") ? double(p.bitmap_a.bytes()) : double(p.a.bytes());
+        return timed_case{[&p, run] { run(p); }, 2.0 * double(p.a.nnz()) * double(n), bytes};
+    });
 }
 
 void add_problem(std::size_t m, std::size_t k, std::size_t n, double density) {
@@ -151,22 +164,10 @@ template <std::size_t R> void add_bsr_problem(std::size_t size, std::size_t n, d
     };
     const std::string op = "bsr" + std::to_string(R) + "_" + std::to_string(int(block_density * 100 + 0.5)) + "%";
     auto add = [&](const std::string& impl, int threads, std::function<void(bsr_problem&)> run) {
-        std::string name = op + "/" + impl + "/" + std::to_string(n);
-        benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+        add_timed(op + "/" + impl + "/" + std::to_string(n), threads, [=] {
             bsr_problem& p = get();
-            lacuna::set_num_threads(threads);
-#if LACUNA_BENCH_OPENBLAS
-            openblas_set_num_threads(threads);
-#endif
-            for (auto _ : state) {
-                run(p);
-                benchmark::ClobberMemory();
-            }
-            lacuna::set_num_threads(0);
-            state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(p.a.nnz()) * double(n) * 1e-9,
-                                                           benchmark::Counter::kIsIterationInvariantRate);
-            state.counters["GB/s"] = benchmark::Counter(double(p.a.bytes()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-        })->Unit(benchmark::kMicrosecond)->UseRealTime();
+            return timed_case{[&p, run] { run(p); }, 2.0 * double(p.a.nnz()) * double(n), double(p.a.bytes())};
+        });
     };
     auto spmm = [=](bsr_problem& p) {
         lacuna::spmm(p.a, lacuna::matrix_view<const float>(p.b, size, n), lacuna::matrix_view<float>(p.c, size, n));
