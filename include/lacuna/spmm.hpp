@@ -65,6 +65,13 @@ template <std::size_t R, std::size_t C, class Index> constexpr auto bsr_slot() {
     else return nullptr;
 }
 
+inline kernels::dense_operands dense_side(matrix_view<const float> b, matrix_view<float> c, const product_options& o) {
+    return {b.data(), b.stride(), c.data(), c.stride(), c.cols(), o.alpha, o.beta};
+}
+inline kernels::dense_operands dense_side(std::span<const float> x, std::span<float> y, const product_options& o) {
+    return {x.data(), 0, y.data(), 1, 1, o.alpha, o.beta};
+}
+
 // Checks C = op(A)·B for an m × k A; throws shape_error or aliasing_error.
 inline void check_product(const char* where, std::size_t m, std::size_t k, matrix_view<const float> b, matrix_view<float> c,
                           const float* a_values, std::size_t a_count) {
@@ -102,8 +109,7 @@ void spmm(const Sparse& a, matrix_view<const float> b, matrix_view<float> c, pro
     using Index = typename Sparse::index_type;
     detail::check_product("lacuna::spmm", a.rows(), a.cols(), b, c, a.values(), a.nnz());
     if (c.empty()) return;
-    const kernels::csr_product_args<Index> args{a.row_ptr(), a.col_idx(), a.values(), b.data(), b.stride(),
-                                                c.data(),    c.stride(),  c.cols(),   opts.alpha, opts.beta};
+    const kernels::csr_product_args<Index> args{detail::dense_side(b, c, opts), a.row_ptr(), a.col_idx(), a.values()};
     detail::run_on_rows(a.rows(), [&](std::size_t i) { return a.row_ptr()[i]; },
                         [&](std::size_t r0, std::size_t r1) { detail::run<detail::spmm_slot<Index>()>(&args, r0, r1); });
 }
@@ -120,10 +126,9 @@ void spmm(const Sparse& a, matrix_view<const float> b, matrix_view<float> c, pro
     constexpr std::size_t R = Sparse::static_block_rows, C = Sparse::static_block_cols;
     detail::check_product("lacuna::spmm", a.rows(), a.cols(), b, c, a.values(), a.nnz());
     if (c.empty()) return;
-    const kernels::bsr_product_args<R, C, Index> args{a.block_row_ptr(), a.block_col_idx(), a.values(), a.rows(),
-                                                      a.cols(),          a.block_rows(),    a.block_cols(), b.data(),
-                                                      b.stride(),        c.data(),          c.stride(),     c.cols(),
-                                                      opts.alpha,        opts.beta};
+    const kernels::bsr_product_args<R, C, Index> args{detail::dense_side(b, c, opts), a.block_row_ptr(),
+                                                      a.block_col_idx(), a.values(), a.rows(), a.cols(),
+                                                      a.block_rows(),    a.block_cols()};
     constexpr auto slot = detail::bsr_slot<R, C, Index>();
     if constexpr (std::is_same_v<decltype(slot), const std::nullptr_t>)
         detail::run_on_rows(a.row_blocks(), [&](std::size_t i) { return a.block_row_ptr()[i]; }, [&](std::size_t b0, std::size_t b1) {
@@ -155,8 +160,8 @@ void spmv(const Sparse& a, std::span<const float> x, std::span<float> y, product
     using Index = typename Sparse::index_type;
     detail::check_spmv("lacuna::spmv", a.rows(), a.cols(), x, y, a.values(), a.nnz());
     if (y.empty()) return;
-    const kernels::bitmap_spmv_args<Index> args{a.bits(), a.offsets(), a.values(), a.words_per_row(),
-                                                x.data(), y.data(),    opts.alpha, opts.beta};
+    const kernels::bitmap_spmv_args<Index> args{detail::dense_side(x, y, opts), a.bits(), a.offsets(), a.values(),
+                                                a.words_per_row()};
     const auto start = [&](std::size_t i) { return a.offsets()[i * a.words_per_row()]; };
     detail::run_on_rows(a.rows(), start, [&](std::size_t r0, std::size_t r1) {
         if constexpr (sizeof(Index) == 4) detail::run<&detail::kernel_table::spmv_bitmap_i32>(&args, r0, r1);
@@ -173,8 +178,7 @@ void spmv(const Sparse& a, std::span<const float> x, std::span<float> y, product
     using Index = typename Sparse::index_type;
     detail::check_spmv("lacuna::spmv", a.rows(), a.cols(), x, y, a.values(), a.nnz());
     if (y.empty()) return;
-    const kernels::csr_product_args<Index> args{a.row_ptr(), a.col_idx(), a.values(), x.data(), 0,
-                                                y.data(),    1,           1,          opts.alpha, opts.beta};
+    const kernels::csr_product_args<Index> args{detail::dense_side(x, y, opts), a.row_ptr(), a.col_idx(), a.values()};
     detail::run_on_rows(a.rows(), [&](std::size_t i) { return a.row_ptr()[i]; },
                         [&](std::size_t r0, std::size_t r1) { detail::run<detail::spmv_slot<Index>()>(&args, r0, r1); });
 }

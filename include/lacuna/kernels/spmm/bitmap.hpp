@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "lacuna/kernels/spmm/csr.hpp"
 #include "lacuna/simd/compat.hpp"
 
 #if LACUNA_X86_64
@@ -14,15 +15,13 @@
 namespace lacuna::kernels {
 
 /// The operands of a bitmap SpMV, checked by the entry point: A's bits (words_per_row words a row),
-/// word offsets and packed values; x of A's column count; y of its row count.
+/// word offsets and packed values.
 template <class Index> struct bitmap_spmv_args {
+    dense_operands d; // b is x, c is y
     const std::uint64_t* bits;
     const Index* offsets;
     const float* values;
     std::size_t words_per_row;
-    const float* x;
-    float* y;
-    float alpha, beta;
 };
 
 /// SpMV over rows [row_begin, row_end). On AVX-512, each 16-bit slice of a row's bit word expands
@@ -38,12 +37,6 @@ struct spmv_bitmap {
 #endif
 };
 
-namespace detail {
-inline void finish_row(float* y, float sum, float alpha, float beta) noexcept {
-    *y = beta == 0.f ? alpha * sum : alpha * sum + beta * *y;
-}
-} // namespace detail
-
 template <class Arch, class Index>
 void spmv_bitmap::operator()(Arch, const bitmap_spmv_args<Index>* args, std::size_t row_begin,
                              std::size_t row_end) const noexcept {
@@ -52,7 +45,7 @@ void spmv_bitmap::operator()(Arch, const bitmap_spmv_args<Index>* args, std::siz
         const float* v = a.values + a.offsets[i * a.words_per_row];
         float sum0 = 0.f, sum1 = 0.f; // two chains: the adds do not wait on each other
         for (std::size_t w = 0; w < a.words_per_row; ++w) {
-            const float* x = a.x + w * 64;
+            const float* x = a.d.b + w * 64;
             std::uint64_t bits = a.bits[i * a.words_per_row + w];
             for (; bits & (bits - 1); bits &= bits - 1, bits &= bits - 1) {
                 sum0 += *v++ * x[std::countr_zero(bits)];
@@ -60,7 +53,7 @@ void spmv_bitmap::operator()(Arch, const bitmap_spmv_args<Index>* args, std::siz
             }
             if (bits) sum0 += *v++ * x[std::countr_zero(bits)];
         }
-        detail::finish_row(a.y + i, sum0 + sum1, a.alpha, a.beta);
+        detail::finish(a.d.c + i, sum0 + sum1, a.d);
     }
 }
 
@@ -80,7 +73,7 @@ void spmv_bitmap::operator()(xsimd::avx512bw, const bitmap_spmv_args<Index>* arg
         __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
         for (std::size_t w = 0; w < a.words_per_row; ++w) {
             const std::uint64_t bits = a.bits[i * a.words_per_row + w];
-            const float* x = a.x + w * 64;
+            const float* x = a.d.b + w * 64;
             for (int q = 0; q < 4; q += 2) {
                 // Only the kept lanes of x are loaded: bits past the last column are zero, so the
                 // masked load never reads past x.
@@ -91,7 +84,7 @@ void spmv_bitmap::operator()(xsimd::avx512bw, const bitmap_spmv_args<Index>* arg
                 v += std::popcount(unsigned(m1));
             }
         }
-        detail::finish_row(a.y + i, _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)), a.alpha, a.beta);
+        detail::finish(a.d.c + i, _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)), a.d);
     }
 }
 #endif

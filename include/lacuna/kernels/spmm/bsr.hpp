@@ -11,18 +11,13 @@
 namespace lacuna::kernels {
 
 /// The operands of a BSR product, checked by the entry point. R × C is the block (R = dynamic for a
-/// run-time shape, given in block_rows × block_cols); m × k is A's shape; B, C and beta as for CSR.
+/// run-time shape, given in block_rows × block_cols); m × k is A's shape.
 template <std::size_t R, std::size_t C, class Index> struct bsr_product_args {
+    dense_operands d;
     const Index* block_row_ptr;
     const Index* block_col_idx;
     const float* values;
     std::size_t m, k, block_rows, block_cols;
-    const float* b;
-    std::size_t ldb;
-    float* c;
-    std::size_t ldc;
-    std::size_t n;
-    float alpha, beta;
 };
 
 /// For each block row and each register-wide column tile of C, up to 16 rows of accumulators take
@@ -51,7 +46,7 @@ LACUNA_ALWAYS_INLINE void bsr_pass(const bsr_product_args<R, C, Index>& a, std::
         const std::size_t cols = std::min(bc, a.k - col0); // the padding columns meet no row of B
         const float* block = a.values + blk * br * bc + r0 * bc;
         for (std::size_t c = 0; c < cols; ++c) {
-            const V b = simd::load<V>(a.b + (col0 + c) * a.ldb + j);
+            const V b = simd::load<V>(a.d.b + (col0 + c) * a.d.ldb + j);
             // A static block whose passes are all full (R <= 16 or a multiple of 16) unrolls over a
             // constant row count; the rows past the matrix are computed from the block's padding
             // and never stored.
@@ -62,7 +57,7 @@ LACUNA_ALWAYS_INLINE void bsr_pass(const bsr_product_args<R, C, Index>& a, std::
             }
         }
     }
-    for (std::size_t r = 0; r < rows; ++r) finish(a.c + (bi * br + r0 + r) * a.ldc + j, acc[r], a.alpha, a.beta);
+    for (std::size_t r = 0; r < rows; ++r) finish(a.d.c + (bi * br + r0 + r) * a.d.ldc + j, acc[r], a.d);
 }
 
 } // namespace detail
@@ -79,8 +74,8 @@ void spmm_bsr::operator()(Arch, const bsr_product_args<R, C, Index>* args, std::
         for (std::size_t r0 = 0; r0 < inside; r0 += detail::bsr_rows_per_pass) {
             const std::size_t rows = std::min(detail::bsr_rows_per_pass, inside - r0);
             std::size_t j = 0;
-            for (; j + w <= a.n; j += w) detail::bsr_pass<V>(a, bi, r0, rows, j);
-            for (; j < a.n; ++j) detail::bsr_pass<float>(a, bi, r0, rows, j);
+            for (; j + w <= a.d.n; j += w) detail::bsr_pass<V>(a, bi, r0, rows, j);
+            for (; j < a.d.n; ++j) detail::bsr_pass<float>(a, bi, r0, rows, j);
         }
     }
 }

@@ -8,19 +8,24 @@
 
 namespace lacuna::kernels {
 
-/// The operands of a CSR product, as raw pointers the entry point has checked. B is row-major
-/// (cols_a × n, row stride ldb), C row-major (rows_a × n, row stride ldc). With beta = 0, C is
-/// written without being read (NaN in C does not survive).
-template <class Index> struct csr_product_args {
-    const Index* row_ptr;
-    const Index* col_idx;
-    const float* values;
+/// The dense side of every product C = α·A·B + β·C, checked by the entry point: B row-major
+/// (A's columns × n, row stride ldb), C row-major (A's rows × n, row stride ldc); for SpMV, b is x and
+/// c is y. With beta = 0, C is written without being read (NaN in C does not survive).
+struct dense_operands {
     const float* b;
     std::size_t ldb;
     float* c;
     std::size_t ldc;
     std::size_t n;
     float alpha, beta;
+};
+
+/// The operands of a CSR product.
+template <class Index> struct csr_product_args {
+    dense_operands d;
+    const Index* row_ptr;
+    const Index* col_idx;
+    const float* values;
 };
 
 /// SpMM on rows [row_begin, row_end): the columns of C in register tiles of four vectors, accumulating a(i, k)·B[k, tile] over the row's nonzeros, so each tile of C is loaded and
@@ -39,10 +44,10 @@ struct spmv_csr {
 
 namespace detail {
 
-// C[tile] = α·acc + β·C[tile], not reading C when β = 0.
-template <class V> LACUNA_ALWAYS_INLINE void finish(float* c, const V& acc, float alpha, float beta) noexcept {
-    if (beta == 0.f) simd::store(c, V(alpha) * acc);
-    else simd::store(c, simd::fma(V(beta), simd::load<V>(c), V(alpha) * acc));
+// C[tile] = α·acc + β·C[tile], not reading C when β = 0 (V may be a single float: SpMV's y[i]).
+template <class V> LACUNA_ALWAYS_INLINE void finish(float* c, const V& acc, const dense_operands& d) noexcept {
+    if (d.beta == 0.f) simd::store(c, V(d.alpha) * acc);
+    else simd::store(c, simd::fma(V(d.beta), simd::load<V>(c), V(d.alpha) * acc));
 }
 
 // B's rows are picked by the column indices, which no hardware prefetcher predicts.
@@ -57,14 +62,14 @@ LACUNA_ALWAYS_INLINE void spmm_tile(const csr_product_args<Index>& a, std::size_
     for (std::size_t t = 0; t < tiles; ++t) acc[t] = V(0.f);
     for (std::size_t k = k0; k < k1; ++k) {
         if (k + prefetch_distance < k1) {
-            const float* ahead = a.b + std::size_t(a.col_idx[k + prefetch_distance]) * a.ldb + j;
+            const float* ahead = a.d.b + std::size_t(a.col_idx[k + prefetch_distance]) * a.d.ldb + j;
             for (std::size_t t = 0; t < tiles * w; t += 16) __builtin_prefetch(ahead + t);
         }
         const V v(a.values[k]);
-        const float* b = a.b + std::size_t(a.col_idx[k]) * a.ldb + j;
+        const float* b = a.d.b + std::size_t(a.col_idx[k]) * a.d.ldb + j;
         for (std::size_t t = 0; t < tiles; ++t) acc[t] = simd::fma(v, simd::load<V>(b + t * w), acc[t]);
     }
-    for (std::size_t t = 0; t < tiles; ++t) finish(c + j + t * w, acc[t], a.alpha, a.beta);
+    for (std::size_t t = 0; t < tiles; ++t) finish(c + j + t * w, acc[t], a.d);
 }
 
 } // namespace detail
@@ -80,13 +85,13 @@ void spmm_csr::operator()(Arch, const csr_product_args<Index>* args, std::size_t
     std::size_t j = 0;
     auto rows = [&](auto tile) {
         for (std::size_t i = row_begin; i < row_end; ++i)
-            tile(std::size_t(a.row_ptr[i]), std::size_t(a.row_ptr[i + 1]), a.c + i * a.ldc);
+            tile(std::size_t(a.row_ptr[i]), std::size_t(a.row_ptr[i + 1]), a.d.c + i * a.d.ldc);
     };
-    for (; j + 4 * w <= a.n; j += 4 * w)
+    for (; j + 4 * w <= a.d.n; j += 4 * w)
         rows([&](std::size_t k0, std::size_t k1, float* c) { detail::spmm_tile<V, 4>(a, k0, k1, c, j); });
-    for (; j + w <= a.n; j += w)
+    for (; j + w <= a.d.n; j += w)
         rows([&](std::size_t k0, std::size_t k1, float* c) { detail::spmm_tile<V, 1>(a, k0, k1, c, j); });
-    for (; j < a.n; ++j)
+    for (; j < a.d.n; ++j)
         rows([&](std::size_t k0, std::size_t k1, float* c) { detail::spmm_tile<float, 1>(a, k0, k1, c, j); });
 }
 
@@ -104,14 +109,13 @@ void spmv_csr::operator()(Arch, const csr_product_args<Index>* args, std::size_t
         if constexpr (!simd::is_lane<V> && sizeof(Index) == 4) {
             using I = simd::vec<std::int32_t, Arch>;
             for (; k + 2 * w <= k1; k += 2 * w) {
-                acc0 = simd::fma(simd::load<V>(a.values + k), V::gather(a.b, simd::load<I>(a.col_idx + k)), acc0);
-                acc1 = simd::fma(simd::load<V>(a.values + k + w), V::gather(a.b, simd::load<I>(a.col_idx + k + w)), acc1);
+                acc0 = simd::fma(simd::load<V>(a.values + k), V::gather(a.d.b, simd::load<I>(a.col_idx + k)), acc0);
+                acc1 = simd::fma(simd::load<V>(a.values + k + w), V::gather(a.d.b, simd::load<I>(a.col_idx + k + w)), acc1);
             }
         }
         float sum = simd::reduce_add(acc0 + acc1);
-        for (; k < k1; ++k) sum += a.values[k] * a.b[std::size_t(a.col_idx[k])];
-        float* y = a.c + i * a.ldc;
-        *y = a.beta == 0.f ? a.alpha * sum : a.alpha * sum + a.beta * *y;
+        for (; k < k1; ++k) sum += a.values[k] * a.d.b[std::size_t(a.col_idx[k])];
+        detail::finish(a.d.c + i * a.d.ldc, sum, a.d);
     }
 }
 
