@@ -1,4 +1,5 @@
-// CSR SpMM and SpMV against the reference, on every arch, at 1 and 2 threads.
+// SpMM (sparse × dense and dense × sparse) and SpMV in every layout against the reference, on every
+// arch, at 1 and 2 threads.
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -8,6 +9,8 @@
 #include "lacuna/core/parallel.hpp"
 #include "lacuna/layout/bitmap.hpp"
 #include "lacuna/layout/csr.hpp"
+#include "lacuna/layout/bsr.hpp"
+#include "lacuna/layout/nm.hpp"
 #include "lacuna/reference/spmm.hpp"
 #include "lacuna/spmm.hpp"
 #include "support/arch.hpp"
@@ -18,6 +21,7 @@
 using lacuna::test::poisoned;
 using lacuna::test::random_vector;
 using lacuna::test::rel_error;
+using lacuna::bfloat16;
 
 namespace {
 
@@ -205,4 +209,143 @@ TEMPLATE_TEST_CASE("bitmap spmv matches the reference", "[spmv][bitmap]", std::i
                 CHECK(rel_error(y, y_ref, floor) <= 1e-6);
             }
         }
+}
+
+namespace {
+// Every layout and value type the products take, the dispatched combinations and some that run the
+// translation unit's own arch.
+#define LACUNA_PRODUCT_LAYOUTS                                                                                         \
+    lacuna::csr<float>, lacuna::csr<bfloat16>, (lacuna::bsr<bfloat16, 4, 4>), (lacuna::nm<float, 2, 4>),             \
+        (lacuna::nm<float, 1, 4>), (lacuna::nm<float, 2, 8>), (lacuna::nm<float, 4, 8>), (lacuna::nm<bfloat16, 2, 4>), \
+        (lacuna::nm<bfloat16, 2, 8>), lacuna::bitmap<float>, lacuna::bitmap<bfloat16>, (lacuna::bitmap<float, std::int64_t>)
+
+// Runs f() at 1 and 2 threads and checks that the outputs are the same bits.
+template <class F> void same_for_1_and_2_threads(F&& f) {
+    lacuna::set_num_threads(1);
+    const std::vector<float> one = f();
+    lacuna::set_num_threads(2);
+    const std::vector<float> two = f();
+    lacuna::set_num_threads(0);
+    CHECK(lacuna::test::same_bits(one, two));
+}
+} // namespace
+
+TEMPLATE_TEST_CASE("spmm and spmv in every layout match the reference", "[spmm][spmv][layouts]", LACUNA_PRODUCT_LAYOUTS) {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    for (auto [m, k, n] : shapes)
+        for (double density : {0.0, 0.3, 0.9}) {
+            INFO(m << " x " << k << " times " << k << " x " << n << ", density " << density);
+            const auto a = lacuna::test::random_layout<TestType>(rng, m, k, density);
+            const auto b = random_vector(rng, k * n);
+            const lacuna::matrix_view<const float> bv(b, k, n);
+            for (auto [alpha, beta] : {std::pair{1.f, 0.f}, std::pair{0.5f, -1.25f}}) {
+                INFO("alpha " << alpha << ", beta " << beta);
+                const auto c0 = beta == 0.f ? poisoned(m * n) : random_vector(rng, m * n);
+                const double floor = beta == 0.f ? 0.0 : std::abs(beta) * lacuna::test::norm(c0);
+                auto c_ref = c0;
+                lacuna::ref::spmm(a, bv, lacuna::matrix_view<float>(c_ref, m, n), alpha, beta);
+                same_for_1_and_2_threads([&] {
+                    auto c = c0;
+                    lacuna::spmm(a, bv, lacuna::matrix_view<float>(c, m, n), {alpha, beta});
+                    CHECK(rel_error(c, c_ref, floor) <= 1e-6);
+                    return c;
+                });
+                if (n != 1) continue;
+                same_for_1_and_2_threads([&] {
+                    auto y = c0;
+                    lacuna::spmv(a, std::span<const float>(b), std::span<float>(y), {alpha, beta});
+                    CHECK(rel_error(y, c_ref, floor) <= 1e-6);
+                    return y;
+                });
+            }
+        }
+}
+
+TEMPLATE_TEST_CASE("spmv in every layout: long rows, NaN in x only where stored", "[spmv][layouts]", LACUNA_PRODUCT_LAYOUTS) {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    // Rows long enough for every vector loop and its tails (2:4 on AVX-512 takes 32 columns at a time).
+    for (std::size_t k : {std::size_t(64), std::size_t(250), std::size_t(1000)}) {
+        const std::size_t m = 37;
+        INFO(m << " x " << k);
+        const auto a = lacuna::test::random_layout<TestType>(rng, m, k, 0.6);
+        auto x = random_vector(rng, k);
+        auto y = poisoned(m), y_ref = poisoned(m);
+        lacuna::spmv(a, x, y);
+        lacuna::ref::spmm(a, lacuna::matrix_view<const float>(x, k, 1), lacuna::matrix_view<float>(y_ref, m, 1), 1.f, 0.f);
+        CHECK(rel_error(y, y_ref) <= 1e-6);
+        x[k / 2 + 1] = std::numeric_limits<float>::quiet_NaN();
+        lacuna::spmv(a, x, y);
+        for (std::size_t i = 0; i < m; ++i) {
+            bool stored = false;
+            a.for_each_in_row(i, [&](std::size_t j, auto) { stored = stored || j == k / 2 + 1; });
+            CHECK(std::isnan(y[i]) == stored);
+        }
+    }
+}
+
+TEMPLATE_TEST_CASE("spmm with column-major or bfloat16 B", "[spmm][layouts]", lacuna::csr<float>, (lacuna::nm<bfloat16, 2, 4>),
+                   (lacuna::bsr<float, 16, 16>)) {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    const std::size_t m = 45, k = 70, n = 19;
+    const auto a = lacuna::test::random_layout<TestType>(rng, m, k, 0.4);
+    const auto b = random_vector(rng, k * n);
+    std::vector<float> b_col(k * n);
+    std::vector<bfloat16> b_bf16(k * n);
+    std::vector<float> b_rounded(k * n);
+    for (std::size_t i = 0; i < k; ++i)
+        for (std::size_t j = 0; j < n; ++j) {
+            b_col[j * k + i] = b[i * n + j];
+            b_bf16[i * n + j] = bfloat16(b[i * n + j]);
+            b_rounded[i * n + j] = float(b_bf16[i * n + j]);
+        }
+    auto c_ref = poisoned(m * n), c_ref_bf16 = poisoned(m * n);
+    lacuna::ref::spmm(a, lacuna::matrix_view<const float>(b, k, n), lacuna::matrix_view<float>(c_ref, m, n), 1.f, 0.f);
+    lacuna::ref::spmm(a, lacuna::matrix_view<const float>(b_rounded, k, n), lacuna::matrix_view<float>(c_ref_bf16, m, n),
+                      1.f, 0.f);
+    auto c = poisoned(m * n);
+    lacuna::spmm(a, lacuna::matrix_view<const float, lacuna::order::col_major>(b_col, k, n),
+                 lacuna::matrix_view<float>(c, m, n));
+    CHECK(rel_error(c, c_ref) <= 1e-6);
+    c = poisoned(m * n);
+    lacuna::spmm(a, lacuna::matrix_view<const bfloat16>(b_bf16, k, n), lacuna::matrix_view<float>(c, m, n));
+    CHECK(rel_error(c, c_ref_bf16) <= 1e-6);
+}
+
+TEMPLATE_TEST_CASE("dense x sparse spmm matches the reference", "[spmm][dense-sparse]", LACUNA_PRODUCT_LAYOUTS,
+                   (lacuna::bsr<float, 16, 16>)) {
+    auto rng = lacuna::test::make_rng();
+    for (auto [t, m, k] : shapes)
+        for (double density : {0.0, 0.5}) {
+            INFO(t << " x " << m << " times " << m << " x " << k << ", density " << density);
+            const auto a = lacuna::test::random_layout<TestType>(rng, m, k, density);
+            const auto x = random_vector(rng, t * m);
+            const lacuna::matrix_view<const float> xv(x, t, m);
+            for (auto [alpha, beta] : {std::pair{1.f, 0.f}, std::pair{-2.f, 0.5f}}) {
+                const auto c0 = beta == 0.f ? poisoned(t * k) : random_vector(rng, t * k);
+                const double floor = beta == 0.f ? 0.0 : std::abs(beta) * lacuna::test::norm(c0);
+                auto c_ref = c0;
+                lacuna::ref::spmm(xv, a, lacuna::matrix_view<float>(c_ref, t, k), alpha, beta);
+                same_for_1_and_2_threads([&] {
+                    auto c = c0;
+                    lacuna::spmm(xv, a, lacuna::matrix_view<float>(c, t, k), {alpha, beta});
+                    CHECK(rel_error(c, c_ref, floor) <= 1e-6);
+                    return c;
+                });
+            }
+        }
+}
+
+TEST_CASE("dense x sparse spmm rejects bad shapes and aliasing", "[spmm][dense-sparse][errors]") {
+    std::vector<float> dense{1, 0, 2, 0, 3, 0};
+    const auto a = lacuna::csr<float>::from_dense(lacuna::matrix_view<const float>(dense, 2, 3));
+    std::vector<float> x(8), c(12);
+    CHECK_THROWS_WITH(lacuna::spmm(lacuna::matrix_view<const float>(x, 4, 2), a, lacuna::matrix_view<float>(c, 4, 2)),
+                      "lacuna::spmm: C is 4 x 2, expected 4 x 3 (rows of X x columns of A)");
+    CHECK_THROWS_WITH(lacuna::spmm(lacuna::matrix_view<const float>(x, 2, 4), a, lacuna::matrix_view<float>(c, 2, 3)),
+                      "lacuna::spmm: X has 4 columns, expected 2 (the rows of A, 2 x 3)");
+    CHECK_THROWS_AS(lacuna::spmm(lacuna::matrix_view<const float>(c.data(), 2, 2), a, lacuna::matrix_view<float>(c.data() + 1, 2, 3)),
+                    lacuna::aliasing_error);
 }

@@ -8,6 +8,7 @@
 #include "lacuna/core/error.hpp"
 #include "lacuna/core/parallel.hpp"
 #include "lacuna/layouts.hpp"
+#include "lacuna/linear.hpp"
 #include "lacuna/primitives.hpp"
 #include "lacuna/spmm.hpp"
 #include "lacuna/simd/arch.hpp"

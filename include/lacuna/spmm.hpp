@@ -1,5 +1,5 @@
 // lacuna: sparse × dense products, the public entry points: check the operands once, split the rows
-// over threads by their nonzero count, run the active arch's kernel on each part.
+// over threads by their stored count, run the active arch's kernel for A's layout on each part.
 #pragma once
 
 #include <algorithm>
@@ -9,16 +9,17 @@
 #include <type_traits>
 #include <vector>
 
+#include "lacuna/core/aligned_buffer.hpp"
+#include "lacuna/core/bfloat16.hpp"
 #include "lacuna/core/dense.hpp"
 #include "lacuna/core/error.hpp"
 #include "lacuna/core/parallel.hpp"
 #include "lacuna/kernels/spmm/bitmap.hpp"
 #include "lacuna/kernels/spmm/bsr.hpp"
 #include "lacuna/kernels/spmm/csr.hpp"
+#include "lacuna/kernels/spmm/dense_sparse.hpp"
+#include "lacuna/kernels/spmm/nm.hpp"
 #include "lacuna/layout/concepts.hpp"
-#include "lacuna/layout/bitmap.hpp"
-#include "lacuna/layout/bsr.hpp"
-#include "lacuna/layout/csr.hpp"
 #include "lacuna/simd/dispatch.hpp"
 
 namespace lacuna {
@@ -28,6 +29,14 @@ struct product_options {
     float alpha = 1.f;
     float beta = 0.f;
 };
+
+/// The value types the products take for A: float, or bfloat16 (widened to float, accumulated in float).
+template <class T> concept product_value = std::same_as<T, float> || std::same_as<T, bfloat16>;
+
+/// A sparse matrix the products take: any lacuna layout (owning or view) of float or bfloat16.
+template <class S>
+concept product_operand = sparse_matrix<S> && product_value<typename S::value_type> &&
+                          (compressed_rows<S> || block_sparse<S> || semi_structured<S> || bitmap_sparse<S>);
 
 namespace detail {
 
@@ -54,133 +63,164 @@ template <class Start, class RunPart> void run_on_rows(std::size_t rows, Start&&
     parallel_for(parts, [&](std::size_t p) { run_part(bounds[p], bounds[p + 1]); });
 }
 
-// The table slot of a BSR product, or nullptr for a combination the table does not hold.
-template <std::size_t R, std::size_t C, class Index> constexpr auto bsr_slot() {
-    if constexpr (!std::is_same_v<Index, std::int32_t> || R != C) return nullptr;
-    else if constexpr (R == 4) return &kernel_table::spmm_bsr_4x4;
-    else if constexpr (R == 8) return &kernel_table::spmm_bsr_8x8;
-    else if constexpr (R == 16) return &kernel_table::spmm_bsr_16x16;
-    else if constexpr (R == 32) return &kernel_table::spmm_bsr_32x32;
-    else if constexpr (R == dynamic) return &kernel_table::spmm_bsr_dynamic;
-    else return nullptr;
+/// C = α·A·B + β·C on the kernel of A's layout (the SpMV kernel when n = 1 and B is contiguous),
+/// rows split over threads by stored count. after(r0, r1) runs on the thread that computed rows
+/// [r0, r1) of C, right after it, while they are in its cache.
+template <class Sparse, class After>
+void run_product(const Sparse& a, const kernels::dense_operands& d, After&& after) {
+    using T = typename Sparse::value_type;
+    using Index = typename Sparse::index_type;
+    const bool vector = d.n == 1 && d.ldb == 1;
+    if constexpr (compressed_rows<Sparse>) {
+        const kernels::csr_product_args<T, Index> args{d, a.row_ptr(), a.col_idx(), a.values()};
+        run_on_rows(a.rows(), [&](std::size_t i) { return a.row_ptr()[i]; }, [&](std::size_t r0, std::size_t r1) {
+            if (vector) dispatch<kernels::spmv_csr>(&args, r0, r1);
+            else dispatch<kernels::spmm_csr>(&args, r0, r1);
+            after(r0, r1);
+        });
+    } else if constexpr (block_sparse<Sparse>) {
+        constexpr std::size_t R = Sparse::static_block_rows, C = Sparse::static_block_cols;
+        const kernels::bsr_product_args<T, R, C, Index> args{d,        a.block_row_ptr(), a.block_col_idx(), a.values(),
+                                                             a.rows(), a.cols(),          a.block_rows(),    a.block_cols()};
+        run_on_rows(a.row_blocks(), [&](std::size_t i) { return a.block_row_ptr()[i]; }, [&](std::size_t b0, std::size_t b1) {
+            dispatch<kernels::spmm_bsr>(&args, b0, b1);
+            after(std::min(b0 * a.block_rows(), a.rows()), std::min(b1 * a.block_rows(), a.rows()));
+        });
+    } else if constexpr (semi_structured<Sparse>) {
+        constexpr std::size_t N = Sparse::n, M = Sparse::m;
+        const kernels::nm_product_args<T, N, M> args{d, a.values(), a.meta(), a.cols(), a.groups(), a.words_per_row()};
+        run_on_rows(a.rows(), [&](std::size_t i) { return i * a.groups() * N; }, [&](std::size_t r0, std::size_t r1) {
+            if (vector) dispatch<kernels::spmv_nm>(&args, r0, r1);
+            else dispatch<kernels::spmm_nm>(&args, r0, r1);
+            after(r0, r1);
+        });
+    } else {
+        static_assert(bitmap_sparse<Sparse>);
+        const kernels::bitmap_product_args<T, Index> args{d, a.bits(), a.offsets(), a.values(), a.words_per_row()};
+        run_on_rows(a.rows(), [&](std::size_t i) { return a.offsets()[i * a.words_per_row()]; },
+                    [&](std::size_t r0, std::size_t r1) {
+                        if (vector) dispatch<kernels::spmv_bitmap>(&args, r0, r1);
+                        else dispatch<kernels::spmm_bitmap>(&args, r0, r1);
+                        after(r0, r1);
+                    });
+    }
 }
 
-inline kernels::dense_operands dense_side(matrix_view<const float> b, matrix_view<float> c, const product_options& o) {
-    return {b.data(), b.stride(), c.data(), c.stride(), c.cols(), o.alpha, o.beta};
-}
-inline kernels::dense_operands dense_side(std::span<const float> x, std::span<float> y, const product_options& o) {
-    return {x.data(), 0, y.data(), 1, 1, o.alpha, o.beta};
+template <class Sparse> std::size_t value_bytes(const Sparse& a) {
+    return a.nnz() * sizeof(typename Sparse::value_type);
 }
 
-// Checks C = op(A)·B for an m × k A; throws shape_error or aliasing_error.
-inline void check_product(const char* where, std::size_t m, std::size_t k, matrix_view<const float> b, matrix_view<float> c,
-                          const float* a_values, std::size_t a_count) {
+template <class T, order O> std::size_t span_bytes(matrix_view<T, O> v) {
+    if (v.empty()) return 0;
+    const std::size_t outer = O == order::row_major ? v.rows() : v.cols(), inner = O == order::row_major ? v.cols() : v.rows();
+    return ((outer - 1) * v.stride() + inner) * sizeof(T);
+}
+
+// Throws aliasing_error if the output `out` shares memory with the input `in` (in part or whole).
+template <class TOut, order OOut, class TIn, order OIn>
+void check_disjoint(const char* where, const char* out_name, matrix_view<TOut, OOut> out, const char* in_name,
+                    matrix_view<TIn, OIn> in) {
+    const std::size_t out_bytes = span_bytes(out), in_bytes = span_bytes(in);
+    check_no_partial_overlap(where, out_name, out.data(), out_bytes, in_name, in.data(), in_bytes);
+    if (out_bytes && in_bytes && static_cast<const void*>(out.data()) == static_cast<const void*>(in.data()))
+        fail<aliasing_error>(where, ": ", out_name, " and ", in_name,
+                             " are the same memory; the product cannot be computed in place");
+}
+
+// Checks C = A·B for an m × k A; throws shape_error or aliasing_error.
+template <class Sparse, class TB, order O>
+void check_product(const char* where, const Sparse& a, matrix_view<TB, O> b, matrix_view<float> c,
+                   const char* b_name = "B", const char* c_name = "C") {
+    const std::size_t m = a.rows(), k = a.cols();
     if (b.rows() != k)
         fail<shape_error>(where, ": B has ", b.rows(), " rows, expected ", k, " (the columns of A, ", m, " x ", k, ")");
     if (c.rows() != m || c.cols() != b.cols())
         fail<shape_error>(where, ": C is ", c.rows(), " x ", c.cols(), ", expected ", m, " x ", b.cols(),
                           " (rows of A x columns of B)");
-    const std::size_t c_bytes = c.empty() ? 0 : ((c.rows() - 1) * c.stride() + c.cols()) * sizeof(float);
-    const std::size_t b_bytes = b.empty() ? 0 : ((b.rows() - 1) * b.stride() + b.cols()) * sizeof(float);
-    check_no_partial_overlap(where, "C", c.data(), c_bytes, "B", b.data(), b_bytes);
-    if (c_bytes && b_bytes && c.data() == b.data())
-        fail<aliasing_error>(where, ": C and B are the same memory; the product cannot be computed in place");
-    check_no_partial_overlap(where, "C", c.data(), c_bytes, "the values of A", a_values, a_count * sizeof(float));
+    check_disjoint(where, c_name, c, b_name, b);
+    check_no_partial_overlap(where, c_name, c.data(), span_bytes(c), "the values of A", a.values(), value_bytes(a));
 }
 
-template <class Index> constexpr auto spmm_slot() {
-    if constexpr (sizeof(Index) == 4) return &kernel_table::spmm_csr_i32;
-    else return &kernel_table::spmm_csr_i64;
+inline kernels::dense_operands dense_side(matrix_view<const float> b, matrix_view<float> c, const product_options& o) {
+    return {b.data(), b.stride(), c.data(), c.stride(), c.cols(), o.alpha, o.beta};
 }
-template <class Index> constexpr auto spmv_slot() {
-    if constexpr (sizeof(Index) == 4) return &kernel_table::spmv_csr_i32;
-    else return &kernel_table::spmv_csr_i64;
+
+// B as a packed row-major float copy: for column-major or bfloat16 B.
+template <class TB, order O> aligned_buffer<float> row_major_float_copy(matrix_view<TB, O> b) {
+    aligned_buffer<float> out(b.rows() * b.cols(), aligned_buffer<float>::uninitialized);
+    for (std::size_t i = 0; i < b.rows(); ++i)
+        for (std::size_t j = 0; j < b.cols(); ++j) out[i * b.cols() + j] = float(b(i, j));
+    return out;
 }
 
 } // namespace detail
 
-/// C = α·A·B + β·C for a CSR matrix A (m × k, float), B dense row-major (k × n), C dense row-major
-/// (m × n). O(nnz · n) work; rows are split over num_threads() threads by nonzero count, and every
-/// row is computed by one thread in one order, so the result does not depend on the thread count.
-/// Throws shape_error if the shapes do not fit, aliasing_error if C overlaps B or A's values.
-template <compressed_rows Sparse>
-    requires std::same_as<typename Sparse::value_type, float>
+/// C = α·A·B + β·C for A sparse (m × k: CSR, BSR, N:M or bitmap; float or bfloat16 values), B dense
+/// row-major float (k × n), C dense row-major float (m × n). O(stored · n) work; no allocation.
+/// Rows (block rows for BSR) are split over num_threads() threads by stored count, and every element
+/// of C is summed by one thread in one order, so the result does not depend on the thread count.
+/// Elements A does not store contribute nothing, even against inf or NaN in B. The table of the
+/// dispatch build holds int32_t indices (and int64_t for float CSR and bitmap), the 4×4 to 32×32 and
+/// run-time BSR blocks (float) and 2:4, 1:4, 2:8; other combinations run the arch this translation
+/// unit is compiled for. Throws shape_error if the shapes do not fit, aliasing_error if C overlaps B
+/// or A's values.
+template <product_operand Sparse>
 void spmm(const Sparse& a, matrix_view<const float> b, matrix_view<float> c, product_options opts = {}) {
-    using Index = typename Sparse::index_type;
-    detail::check_product("lacuna::spmm", a.rows(), a.cols(), b, c, a.values(), a.nnz());
+    detail::check_product("lacuna::spmm", a, b, c);
     if (c.empty()) return;
-    const kernels::csr_product_args<Index> args{detail::dense_side(b, c, opts), a.row_ptr(), a.col_idx(), a.values()};
-    detail::run_on_rows(a.rows(), [&](std::size_t i) { return a.row_ptr()[i]; },
-                        [&](std::size_t r0, std::size_t r1) { detail::run<detail::spmm_slot<Index>()>(&args, r0, r1); });
+    detail::run_product(a, detail::dense_side(b, c, opts), [](std::size_t, std::size_t) {});
 }
 
-/// C = α·A·B + β·C for a BSR matrix A (m × k, float, any block shape; padding never read into C),
-/// B and C dense row-major. O(nnz_blocks · R · C · n) work; block rows are split over threads by
-/// their block count; the result does not depend on the thread count. The 4×4, 8×8, 16×16, 32×32
-/// and run-time shapes with int32_t indices use the dispatched kernels; other combinations the
-/// arch this translation unit is compiled for. Throws shape_error or aliasing_error as spmm for CSR.
-template <block_sparse Sparse>
-    requires std::same_as<typename Sparse::value_type, float>
-void spmm(const Sparse& a, matrix_view<const float> b, matrix_view<float> c, product_options opts = {}) {
-    using Index = typename Sparse::index_type;
-    constexpr std::size_t R = Sparse::static_block_rows, C = Sparse::static_block_cols;
-    detail::check_product("lacuna::spmm", a.rows(), a.cols(), b, c, a.values(), a.nnz());
+/// spmm for B column-major or bfloat16 (widened): B is first copied into a row-major float buffer
+/// (k × n floats of extra memory, O(k · n) time), then as above.
+template <product_operand Sparse, class TB, order O>
+    requires(product_value<std::remove_const_t<TB>> && (O == order::col_major || !std::same_as<std::remove_const_t<TB>, float>))
+void spmm(const Sparse& a, matrix_view<TB, O> b, matrix_view<float> c, product_options opts = {}) {
+    detail::check_product("lacuna::spmm", a, b, c);
     if (c.empty()) return;
-    const kernels::bsr_product_args<R, C, Index> args{detail::dense_side(b, c, opts), a.block_row_ptr(),
-                                                      a.block_col_idx(), a.values(), a.rows(), a.cols(),
-                                                      a.block_rows(),    a.block_cols()};
-    constexpr auto slot = detail::bsr_slot<R, C, Index>();
-    if constexpr (std::is_same_v<decltype(slot), const std::nullptr_t>)
-        detail::run_on_rows(a.row_blocks(), [&](std::size_t i) { return a.block_row_ptr()[i]; }, [&](std::size_t b0, std::size_t b1) {
-            detail::run_compiled_in(kernels::spmm_bsr{}, &args, b0, b1);
-        });
-    else
-        detail::run_on_rows(a.row_blocks(), [&](std::size_t i) { return a.block_row_ptr()[i]; },
-                            [&](std::size_t b0, std::size_t b1) { detail::run<slot>(&args, b0, b1); });
+    const aligned_buffer<float> packed = detail::row_major_float_copy(b);
+    const matrix_view<const float> bv(packed.data(), b.rows(), b.cols());
+    detail::run_product(a, detail::dense_side(bv, c, opts), [](std::size_t, std::size_t) {});
 }
 
-namespace detail {
-inline void check_spmv(const char* where, std::size_t m, std::size_t k, std::span<const float> x, std::span<float> y,
-                       const float* a_values, std::size_t a_count) {
-    check_size(where, "x", x.size(), k, "the columns of A");
-    check_size(where, "y", y.size(), m, "the rows of A");
-    check_no_partial_overlap(where, "y", y.data(), y.size_bytes(), "x", x.data(), x.size_bytes());
-    if (!y.empty() && !x.empty() && y.data() == x.data())
-        fail<aliasing_error>(where, ": y and x are the same memory; the product cannot be computed in place");
-    check_no_partial_overlap(where, "y", y.data(), y.size_bytes(), "the values of A", a_values, a_count * sizeof(float));
-}
-} // namespace detail
-
-/// y = α·A·x + β·y for a bitmap matrix A (m × k, float): the bits say which x each packed value
-/// meets, so no index is read (AVX-512 expands the packed values into registers). Rows are split
-/// over threads by their kept count; deterministic. Throws shape_error or aliasing_error as for CSR.
-template <bitmap_sparse Sparse>
-    requires std::same_as<typename Sparse::value_type, float>
+/// y = α·A·x + β·y for A sparse (m × k, any layout and value type spmm takes), x of length k, y of
+/// length m. Memory-bound: CSR gathers x by index; bitmap expands packed values against x under the
+/// row's bits (AVX-512); 2:4 permutes x into the slots' columns (AVX-512). Same threading,
+/// determinism and errors as spmm (shape_error for wrong lengths).
+template <product_operand Sparse>
 void spmv(const Sparse& a, std::span<const float> x, std::span<float> y, product_options opts = {}) {
-    using Index = typename Sparse::index_type;
-    detail::check_spmv("lacuna::spmv", a.rows(), a.cols(), x, y, a.values(), a.nnz());
+    const char* where = "lacuna::spmv";
+    detail::check_size(where, "x", x.size(), a.cols(), "the columns of A");
+    detail::check_size(where, "y", y.size(), a.rows(), "the rows of A");
+    detail::check_product(where, a, matrix_view<const float>(x.data(), x.size(), 1, 1),
+                          matrix_view<float>(y.data(), y.size(), 1, 1), "x", "y");
     if (y.empty()) return;
-    const kernels::bitmap_spmv_args<Index> args{detail::dense_side(x, y, opts), a.bits(), a.offsets(), a.values(),
-                                                a.words_per_row()};
-    const auto start = [&](std::size_t i) { return a.offsets()[i * a.words_per_row()]; };
-    detail::run_on_rows(a.rows(), start, [&](std::size_t r0, std::size_t r1) {
-        if constexpr (sizeof(Index) == 4) detail::run<&detail::kernel_table::spmv_bitmap_i32>(&args, r0, r1);
-        else detail::run<&detail::kernel_table::spmv_bitmap_i64>(&args, r0, r1);
+    detail::run_product(a, {x.data(), 1, y.data(), 1, 1, opts.alpha, opts.beta}, [](std::size_t, std::size_t) {});
+}
+
+/// C = α·X·A + β·C for X dense row-major float (t × m), A sparse (m × k, any layout and value type
+/// spmm takes), C dense row-major (t × k): dense × sparse, as the backward pass of a sparse linear
+/// layer needs (dX = dY·W). O(t · stored) work, no allocation; rows of X are split over threads, and
+/// each element of C is summed by one thread in A's storage order, so the result does not depend on
+/// the thread count. Throws shape_error if the shapes do not fit, aliasing_error if C overlaps X or
+/// A's values.
+template <product_operand Sparse>
+void spmm(matrix_view<const float> x, const Sparse& a, matrix_view<float> c, product_options opts = {}) {
+    const char* where = "lacuna::spmm";
+    if (x.cols() != a.rows())
+        detail::fail<shape_error>(where, ": X has ", x.cols(), " columns, expected ", a.rows(), " (the rows of A, ",
+                                  a.rows(), " x ", a.cols(), ")");
+    if (c.rows() != x.rows() || c.cols() != a.cols())
+        detail::fail<shape_error>(where, ": C is ", c.rows(), " x ", c.cols(), ", expected ", x.rows(), " x ", a.cols(),
+                                  " (rows of X x columns of A)");
+    detail::check_disjoint(where, "C", c, "X", x);
+    detail::check_no_partial_overlap(where, "C", c.data(), detail::span_bytes(c), "the values of A", a.values(),
+                                     detail::value_bytes(a));
+    if (c.empty()) return;
+    const kernels::dense_operands d{nullptr, 0, c.data(), c.stride(), c.cols(), opts.alpha, opts.beta};
+    detail::run_on_rows(x.rows(), [&](std::size_t t) { return t * a.nnz(); }, [&](std::size_t t0, std::size_t t1) {
+        kernels::dense_sparse_rows(a, x.data(), x.stride(), d, t0, t1);
     });
-}
-
-/// y = α·A·x + β·y for a CSR matrix A (m × k, float): SpMV, with x of length k and y of length m.
-/// Same threading and determinism as spmm. Throws shape_error for wrong lengths, aliasing_error if y
-/// overlaps x or A's values.
-template <compressed_rows Sparse>
-    requires std::same_as<typename Sparse::value_type, float>
-void spmv(const Sparse& a, std::span<const float> x, std::span<float> y, product_options opts = {}) {
-    using Index = typename Sparse::index_type;
-    detail::check_spmv("lacuna::spmv", a.rows(), a.cols(), x, y, a.values(), a.nnz());
-    if (y.empty()) return;
-    const kernels::csr_product_args<Index> args{detail::dense_side(x, y, opts), a.row_ptr(), a.col_idx(), a.values()};
-    detail::run_on_rows(a.rows(), [&](std::size_t i) { return a.row_ptr()[i]; },
-                        [&](std::size_t r0, std::size_t r1) { detail::run<detail::spmv_slot<Index>()>(&args, r0, r1); });
 }
 
 } // namespace lacuna

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <bit>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <random>
@@ -10,6 +11,10 @@
 #include <vector>
 
 #include "lacuna/core/bfloat16.hpp"
+#include "lacuna/core/dense.hpp"
+#include "lacuna/layout/bsr.hpp"
+#include "lacuna/layout/concepts.hpp"
+#include "lacuna/layout/prune.hpp"
 
 namespace lacuna::test {
 
@@ -49,6 +54,21 @@ template <class T> std::vector<T> masked(std::vector<T> dense, const std::vector
     for (std::size_t i = 0; i < dense.size(); ++i)
         if (!keep[i]) dense[i] = T(0.f);
     return dense;
+}
+
+/// A random m × k matrix of layout L at about `density`: N:M keeps the N largest of each group of
+/// that, BSR (3 × 5 blocks when the shape is a run-time one) half of the blocks that hold anything.
+template <class L> L random_layout(std::mt19937_64& rng, std::size_t m, std::size_t k, double density) {
+    using T = typename L::value_type;
+    const std::vector<T> dense = sparse_dense<T>(rng, m, k, density);
+    const matrix_view<const T> v(dense, m, k);
+    if constexpr (block_sparse<L>) {
+        const block_size block = L::static_block_rows == dynamic ? block_size{3, 5}
+                                                                  : block_size{L::static_block_rows, L::static_block_cols};
+        return L::from_dense(v, block, prune::block_top_fraction(block, 0.5));
+    } else {
+        return L::from_dense(v);
+    }
 }
 
 /// Shapes every layout is tried on: empty, one row or column, and sizes no block or group divides.

@@ -134,5 +134,14 @@ template <auto Slot, class... Args> LACUNA_ALWAYS_INLINE decltype(auto) run(Args
 #endif
 }
 
+/// Calls Kernel on the active arch: through the table when it holds Kernel for these argument
+/// types, else the code compiled into this translation unit (run_compiled_in).
+template <class Kernel, class... Args> LACUNA_ALWAYS_INLINE decltype(auto) dispatch(Args... args) {
+    using result = decltype(Kernel{}(simd::scalar{}, args...));
+    constexpr auto slot = find_slot<Kernel, result(Args...)>();
+    if constexpr (slot == nullptr) return run_compiled_in(Kernel{}, args...);
+    else return run<slot>(args...);
+}
+
 } // namespace detail
 } // namespace lacuna

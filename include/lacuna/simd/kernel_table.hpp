@@ -9,13 +9,18 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <tuple>
+#include <type_traits>
 
 #include "lacuna/core/bfloat16.hpp"
 #include "lacuna/simd/arch.hpp"
 
 namespace lacuna {
 
+enum class activation;
+
 namespace kernels {
+struct bias_activation;
 struct dot;
 struct axpy;
 struct scale;
@@ -27,10 +32,14 @@ struct convert;
 struct spmm_csr;
 struct spmv_csr;
 struct spmm_bsr;
+struct spmm_bitmap;
 struct spmv_bitmap;
-template <class Index> struct csr_product_args;
-template <class Index> struct bitmap_spmv_args;
-template <std::size_t R, std::size_t C, class Index> struct bsr_product_args;
+struct spmm_nm;
+struct spmv_nm;
+template <class T, class Index> struct csr_product_args;
+template <class T, class Index> struct bitmap_product_args;
+template <class T, std::size_t R, std::size_t C, class Index> struct bsr_product_args;
+template <class T, std::size_t N, std::size_t M> struct nm_product_args;
 } // namespace kernels
 
 namespace detail {
@@ -48,6 +57,9 @@ template <class Kernel, class Fn> struct slot {
     Fn* fn = nullptr;
 };
 
+/// The slot of a product kernel, which runs on a range of (block) rows of its operands.
+template <class Kernel, class Args> using product_slot = slot<Kernel, void(const Args*, std::size_t, std::size_t)>;
+
 struct kernel_table {
     arch id = arch::scalar;
 
@@ -62,30 +74,73 @@ struct kernel_table {
     slot<kernels::softmax, void(const float*, const bool*, float*, std::size_t)> softmax_f32;
     slot<kernels::convert, void(const float*, bfloat16*, std::size_t)> convert_f32_bf16;
     slot<kernels::convert, void(const bfloat16*, float*, std::size_t)> convert_bf16_f32;
-    slot<kernels::spmm_csr, void(const kernels::csr_product_args<std::int32_t>*, std::size_t, std::size_t)> spmm_csr_i32;
-    slot<kernels::spmm_csr, void(const kernels::csr_product_args<std::int64_t>*, std::size_t, std::size_t)> spmm_csr_i64;
-    slot<kernels::spmv_csr, void(const kernels::csr_product_args<std::int32_t>*, std::size_t, std::size_t)> spmv_csr_i32;
-    slot<kernels::spmv_csr, void(const kernels::csr_product_args<std::int64_t>*, std::size_t, std::size_t)> spmv_csr_i64;
-    slot<kernels::spmm_bsr, void(const kernels::bsr_product_args<4, 4, std::int32_t>*, std::size_t, std::size_t)> spmm_bsr_4x4;
-    slot<kernels::spmm_bsr, void(const kernels::bsr_product_args<8, 8, std::int32_t>*, std::size_t, std::size_t)> spmm_bsr_8x8;
-    slot<kernels::spmm_bsr, void(const kernels::bsr_product_args<16, 16, std::int32_t>*, std::size_t, std::size_t)>
-        spmm_bsr_16x16;
-    slot<kernels::spmm_bsr, void(const kernels::bsr_product_args<32, 32, std::int32_t>*, std::size_t, std::size_t)>
-        spmm_bsr_32x32;
-    slot<kernels::spmm_bsr, void(const kernels::bsr_product_args<std::size_t(-1), std::size_t(-1), std::int32_t>*,
-                                 std::size_t, std::size_t)>
-        spmm_bsr_dynamic;
-    slot<kernels::spmv_bitmap, void(const kernels::bitmap_spmv_args<std::int32_t>*, std::size_t, std::size_t)> spmv_bitmap_i32;
-    slot<kernels::spmv_bitmap, void(const kernels::bitmap_spmv_args<std::int64_t>*, std::size_t, std::size_t)> spmv_bitmap_i64;
+    slot<kernels::bias_activation, void(activation, const float*, float*, std::size_t)> bias_activation_f32;
+    // Products: the float and bfloat16 value types with int32_t indices, int64_t for float CSR, and
+    // the N:M ratios of the benchmarks (2:4, 1:4, 2:8).
+    product_slot<kernels::spmm_csr, kernels::csr_product_args<float, std::int32_t>> spmm_csr_f32_i32;
+    product_slot<kernels::spmm_csr, kernels::csr_product_args<float, std::int64_t>> spmm_csr_f32_i64;
+    product_slot<kernels::spmm_csr, kernels::csr_product_args<bfloat16, std::int32_t>> spmm_csr_bf16_i32;
+    product_slot<kernels::spmv_csr, kernels::csr_product_args<float, std::int32_t>> spmv_csr_f32_i32;
+    product_slot<kernels::spmv_csr, kernels::csr_product_args<float, std::int64_t>> spmv_csr_f32_i64;
+    product_slot<kernels::spmv_csr, kernels::csr_product_args<bfloat16, std::int32_t>> spmv_csr_bf16_i32;
+    product_slot<kernels::spmm_bsr, kernels::bsr_product_args<float, 4, 4, std::int32_t>> spmm_bsr_4x4;
+    product_slot<kernels::spmm_bsr, kernels::bsr_product_args<float, 8, 8, std::int32_t>> spmm_bsr_8x8;
+    product_slot<kernels::spmm_bsr, kernels::bsr_product_args<float, 16, 16, std::int32_t>> spmm_bsr_16x16;
+    product_slot<kernels::spmm_bsr, kernels::bsr_product_args<float, 32, 32, std::int32_t>> spmm_bsr_32x32;
+    product_slot<kernels::spmm_bsr, kernels::bsr_product_args<float, std::size_t(-1), std::size_t(-1), std::int32_t>> spmm_bsr_dynamic;
+    product_slot<kernels::spmm_bitmap, kernels::bitmap_product_args<float, std::int32_t>> spmm_bitmap_f32_i32;
+    product_slot<kernels::spmm_bitmap, kernels::bitmap_product_args<bfloat16, std::int32_t>> spmm_bitmap_bf16_i32;
+    product_slot<kernels::spmv_bitmap, kernels::bitmap_product_args<float, std::int32_t>> spmv_bitmap_f32_i32;
+    product_slot<kernels::spmv_bitmap, kernels::bitmap_product_args<float, std::int64_t>> spmv_bitmap_f32_i64;
+    product_slot<kernels::spmv_bitmap, kernels::bitmap_product_args<bfloat16, std::int32_t>> spmv_bitmap_bf16_i32;
+    product_slot<kernels::spmm_nm, kernels::nm_product_args<float, 2, 4>> spmm_nm_f32_2_4;
+    product_slot<kernels::spmm_nm, kernels::nm_product_args<float, 1, 4>> spmm_nm_f32_1_4;
+    product_slot<kernels::spmm_nm, kernels::nm_product_args<float, 2, 8>> spmm_nm_f32_2_8;
+    product_slot<kernels::spmm_nm, kernels::nm_product_args<bfloat16, 2, 4>> spmm_nm_bf16_2_4;
+    product_slot<kernels::spmm_nm, kernels::nm_product_args<bfloat16, 1, 4>> spmm_nm_bf16_1_4;
+    product_slot<kernels::spmm_nm, kernels::nm_product_args<bfloat16, 2, 8>> spmm_nm_bf16_2_8;
+    product_slot<kernels::spmv_nm, kernels::nm_product_args<float, 2, 4>> spmv_nm_f32_2_4;
+    product_slot<kernels::spmv_nm, kernels::nm_product_args<float, 1, 4>> spmv_nm_f32_1_4;
+    product_slot<kernels::spmv_nm, kernels::nm_product_args<float, 2, 8>> spmv_nm_f32_2_8;
+    product_slot<kernels::spmv_nm, kernels::nm_product_args<bfloat16, 2, 4>> spmv_nm_bf16_2_4;
+    product_slot<kernels::spmv_nm, kernels::nm_product_args<bfloat16, 1, 4>> spmv_nm_bf16_1_4;
+    product_slot<kernels::spmv_nm, kernels::nm_product_args<bfloat16, 2, 8>> spmv_nm_bf16_2_8;
 
     /// Calls f(slot) for every slot, so that filling a table lists nothing twice.
-    template <class F> constexpr void for_each_slot(F&& f) {
-        f(dot_f32), f(dot_bf16), f(dot_bf16_f32), f(axpy_f32), f(scale_f32), f(reduce_sum_f32),
-            f(reduce_max_f32), f(exp_f32), f(softmax_f32), f(convert_f32_bf16), f(convert_bf16_f32), f(spmm_csr_i32),
-            f(spmm_csr_i64), f(spmv_csr_i32), f(spmv_csr_i64), f(spmm_bsr_4x4), f(spmm_bsr_8x8), f(spmm_bsr_16x16),
-            f(spmm_bsr_32x32), f(spmm_bsr_dynamic), f(spmv_bitmap_i32), f(spmv_bitmap_i64);
-    }
+    template <class F> constexpr void for_each_slot(F&& f);
 };
+
+/// Every slot of the table, once: drives filling, the completeness check and find_slot.
+inline constexpr auto kernel_slots = std::tuple{
+    &kernel_table::dot_f32, &kernel_table::dot_bf16, &kernel_table::dot_bf16_f32, &kernel_table::axpy_f32,
+    &kernel_table::scale_f32, &kernel_table::reduce_sum_f32, &kernel_table::reduce_max_f32, &kernel_table::exp_f32,
+    &kernel_table::softmax_f32, &kernel_table::convert_f32_bf16, &kernel_table::convert_bf16_f32,
+    &kernel_table::bias_activation_f32,    &kernel_table::spmm_csr_f32_i32, &kernel_table::spmm_csr_f32_i64, &kernel_table::spmm_csr_bf16_i32,
+    &kernel_table::spmv_csr_f32_i32, &kernel_table::spmv_csr_f32_i64, &kernel_table::spmv_csr_bf16_i32,
+    &kernel_table::spmm_bsr_4x4, &kernel_table::spmm_bsr_8x8, &kernel_table::spmm_bsr_16x16,
+    &kernel_table::spmm_bsr_32x32, &kernel_table::spmm_bsr_dynamic, &kernel_table::spmm_bitmap_f32_i32,
+    &kernel_table::spmm_bitmap_bf16_i32, &kernel_table::spmv_bitmap_f32_i32, &kernel_table::spmv_bitmap_f32_i64,
+    &kernel_table::spmv_bitmap_bf16_i32, &kernel_table::spmm_nm_f32_2_4, &kernel_table::spmm_nm_f32_1_4,
+    &kernel_table::spmm_nm_f32_2_8, &kernel_table::spmm_nm_bf16_2_4, &kernel_table::spmm_nm_bf16_1_4,
+    &kernel_table::spmm_nm_bf16_2_8, &kernel_table::spmv_nm_f32_2_4,
+    &kernel_table::spmv_nm_f32_1_4, &kernel_table::spmv_nm_f32_2_8, &kernel_table::spmv_nm_bf16_2_4,
+    &kernel_table::spmv_nm_bf16_1_4, &kernel_table::spmv_nm_bf16_2_8};
+
+template <class F> constexpr void kernel_table::for_each_slot(F&& f) {
+    std::apply([&](auto... member) { (f(this->*member), ...); }, kernel_slots);
+}
+
+/// The slot that holds Kernel with signature Fn, or nullptr when the table has none.
+template <class Kernel, class Fn> constexpr auto find_slot() {
+    using member = slot<Kernel, Fn> kernel_table::*;
+    return std::apply(
+        [](auto... m) {
+            member found = nullptr;
+            ((found = std::is_same_v<decltype(m), member> ? member(m) : found), ...);
+            return found;
+        },
+        kernel_slots);
+}
 
 /// The static function a slot of the Arch table points to.
 template <class Kernel, class Arch, class Fn> struct entry;

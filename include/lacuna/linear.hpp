@@ -1,0 +1,78 @@
+// lacuna: the sparse linear layer Y = act(X·Wᵀ + bias), the call an inference engine makes for
+// every pruned layer.
+#pragma once
+
+#include <cstddef>
+#include <span>
+
+#include "lacuna/core/aligned_buffer.hpp"
+#include "lacuna/core/dense.hpp"
+#include "lacuna/core/error.hpp"
+#include "lacuna/kernels/primitives/activation.hpp"
+#include "lacuna/simd/dispatch.hpp"
+#include "lacuna/spmm.hpp"
+
+namespace lacuna {
+
+/// The optional parts of a linear layer: a bias (empty, or one per output) and an activation.
+struct linear_options {
+    std::span<const float> bias = {};
+    activation act = activation::none;
+};
+
+namespace detail {
+// Up to this many tokens, each runs as its own SpMV (W streamed once per token, no extra memory);
+// beyond, the tokens run as one SpMM over a transposed copy of X.
+inline constexpr std::size_t linear_vector_tokens = 4;
+} // namespace detail
+
+/// Y = act(X·Wᵀ + bias): X dense row-major float (T tokens × in), W sparse (out × in; any layout and
+/// value type spmm takes), Y dense row-major float (T × out), bias of length out or empty. The bias
+/// and activation are applied by the thread that computed each part of Y, while it is in cache.
+/// T <= 4: one SpMV per token, no extra memory. T > 4: one SpMM over Xᵀ; allocates (in + out)·T
+/// floats (Xᵀ and Wᵀ-shaped products), O(stored · T) work. Deterministic for any thread count.
+/// Throws shape_error if the shapes do not fit, aliasing_error if Y overlaps X, W's values or the bias.
+template <product_operand Sparse>
+void linear(matrix_view<const float> x, const Sparse& w, matrix_view<float> y, linear_options opts = {}) {
+    const char* where = "lacuna::linear";
+    const std::size_t tokens = x.rows(), in = x.cols(), out = w.rows();
+    if (w.cols() != in)
+        detail::fail<shape_error>(where, ": X is ", tokens, " x ", in, " and W is ", out, " x ", w.cols(),
+                                  "; the columns of X and W (the input features) must match");
+    if (y.rows() != tokens || y.cols() != out)
+        detail::fail<shape_error>(where, ": Y is ", y.rows(), " x ", y.cols(), ", expected ", tokens, " x ", out,
+                                  " (rows of X x rows of W)");
+    if (!opts.bias.empty()) detail::check_size(where, "bias", opts.bias.size(), out, "the rows of W");
+    detail::check_disjoint(where, "Y", y, "X", x);
+    detail::check_no_partial_overlap(where, "Y", y.data(), detail::span_bytes(y), "the values of W", w.values(),
+                                     detail::value_bytes(w));
+    detail::check_no_partial_overlap(where, "Y", y.data(), detail::span_bytes(y), "the bias", opts.bias.data(),
+                                     opts.bias.size_bytes());
+    if (y.empty()) return;
+    const float* bias = opts.bias.empty() ? nullptr : opts.bias.data();
+    const auto epilogue = [&](float* row, std::size_t o0, std::size_t o1) {
+        if (bias || opts.act != activation::none)
+            detail::run<&detail::kernel_table::bias_activation_f32>(opts.act, bias ? bias + o0 : nullptr, row + o0, o1 - o0);
+    };
+    if (tokens <= detail::linear_vector_tokens) {
+        for (std::size_t t = 0; t < tokens; ++t) {
+            float* yt = y.data() + t * y.stride();
+            detail::run_product(w, {x.data() + t * x.stride(), 1, yt, 1, 1, 1.f, 0.f},
+                                [&](std::size_t o0, std::size_t o1) { epilogue(yt, o0, o1); });
+        }
+        return;
+    }
+    aligned_buffer<float> xt(in * tokens, aligned_buffer<float>::uninitialized);
+    aligned_buffer<float> z(out * tokens, aligned_buffer<float>::uninitialized);
+    for (std::size_t t = 0; t < tokens; ++t)
+        for (std::size_t i = 0; i < in; ++i) xt[i * tokens + t] = x(t, i);
+    detail::run_product(w, {xt.data(), tokens, z.data(), tokens, tokens, 1.f, 0.f}, [&](std::size_t o0, std::size_t o1) {
+        for (std::size_t t = 0; t < tokens; ++t) {
+            float* yt = y.data() + t * y.stride();
+            for (std::size_t o = o0; o < o1; ++o) yt[o] = z[o * tokens + t];
+            epilogue(yt, o0, o1);
+        }
+    });
+}
+
+} // namespace lacuna
