@@ -58,4 +58,18 @@ void linear(matrix_view<const float> x, const Layout& w, matrix_view<float> y, s
         }
 }
 
+/// scale · dot(A[i, :], B[j, :]) in double for every position (i, j) the mask stores inside the
+/// matrix, in for_each_in_row order (row by row, columns ascending).
+template <class Mask>
+std::vector<float> sddmm(matrix_view<const float> a, matrix_view<const float> b, const Mask& mask, float scale) {
+    std::vector<float> out;
+    for (std::size_t i = 0; i < mask.rows(); ++i)
+        mask.for_each_in_row(i, [&](std::size_t j, const auto&) {
+            double s = 0;
+            for (std::size_t x = 0; x < a.cols(); ++x) s += double(a(i, x)) * double(b(j, x));
+            out.push_back(float(double(scale) * s));
+        });
+    return out;
+}
+
 } // namespace lacuna::ref

@@ -36,6 +36,10 @@ struct spmm_bitmap;
 struct spmv_bitmap;
 struct spmm_nm;
 struct spmv_nm;
+struct sddmm;
+template <class Index> struct sddmm_csr_args;
+template <class Index> struct sddmm_bsr_args;
+template <class Index> struct sddmm_bitmap_args;
 template <class T, class Index> struct csr_product_args;
 template <class T, class Index> struct bitmap_product_args;
 template <class T, std::size_t R, std::size_t C, class Index> struct bsr_product_args;
@@ -105,6 +109,10 @@ struct kernel_table {
     product_slot<kernels::spmv_nm, kernels::nm_product_args<bfloat16, 2, 4>> spmv_nm_bf16_2_4;
     product_slot<kernels::spmv_nm, kernels::nm_product_args<bfloat16, 1, 4>> spmv_nm_bf16_1_4;
     product_slot<kernels::spmv_nm, kernels::nm_product_args<bfloat16, 2, 8>> spmv_nm_bf16_2_8;
+    product_slot<kernels::sddmm, kernels::sddmm_csr_args<std::int32_t>> sddmm_csr_i32;
+    product_slot<kernels::sddmm, kernels::sddmm_csr_args<std::int64_t>> sddmm_csr_i64;
+    product_slot<kernels::sddmm, kernels::sddmm_bsr_args<std::int32_t>> sddmm_bsr_i32;
+    product_slot<kernels::sddmm, kernels::sddmm_bitmap_args<std::int32_t>> sddmm_bitmap_i32;
 
     /// Calls f(slot) for every slot, so that filling a table lists nothing twice.
     template <class F> constexpr void for_each_slot(F&& f);
@@ -124,7 +132,8 @@ inline constexpr auto kernel_slots = std::tuple{
     &kernel_table::spmm_nm_f32_2_8, &kernel_table::spmm_nm_bf16_2_4, &kernel_table::spmm_nm_bf16_1_4,
     &kernel_table::spmm_nm_bf16_2_8, &kernel_table::spmv_nm_f32_2_4,
     &kernel_table::spmv_nm_f32_1_4, &kernel_table::spmv_nm_f32_2_8, &kernel_table::spmv_nm_bf16_2_4,
-    &kernel_table::spmv_nm_bf16_1_4, &kernel_table::spmv_nm_bf16_2_8};
+    &kernel_table::spmv_nm_bf16_1_4, &kernel_table::spmv_nm_bf16_2_8, &kernel_table::sddmm_csr_i32, &kernel_table::sddmm_csr_i64,
+    &kernel_table::sddmm_bsr_i32, &kernel_table::sddmm_bitmap_i32};
 
 template <class F> constexpr void kernel_table::for_each_slot(F&& f) {
     std::apply([&](auto... member) { (f(this->*member), ...); }, kernel_slots);
