@@ -6,14 +6,19 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "lacuna/core/aligned_buffer.hpp"
 #include "lacuna/layout/bitmap.hpp"
 #include "lacuna/layout/bsr.hpp"
 #include "lacuna/layout/convert.hpp"
 #include "lacuna/layout/csr.hpp"
+#include "lacuna/layout/nm.hpp"
 #include "lacuna/layout/prune.hpp"
+#include "lacuna/linear.hpp"
 #include "lacuna/reference/spmm.hpp"
+#include "lacuna/sddmm.hpp"
 #include "lacuna/spmm.hpp"
 #include "support/bench_main.hpp"
 
@@ -26,9 +31,14 @@
 
 namespace {
 
+// Dense operands are 64-byte aligned, as a tensor library allocates them: a vector load that
+// straddles two cache lines costs two.
+using buffer = lacuna::aligned_buffer<float>;
+
 struct problem {
     std::size_t m, k, n;
-    std::vector<float> dense_a, b, c;
+    std::vector<float> dense_a;
+    buffer b, c;
     lacuna::csr<float> a;
     lacuna::bitmap<float> bitmap_a;
 #if LACUNA_WITH_EIGEN
@@ -48,9 +58,9 @@ problem& problem_for(std::size_t m, std::size_t k, std::size_t n, double density
         p->dense_a.assign(m * k, 0.f);
         for (float& x : p->dense_a)
             if (u(rng) < density) x = value(rng);
-        p->b.resize(k * n);
+        p->b = buffer(k * n);
         for (float& x : p->b) x = value(rng);
-        p->c.assign(m * n, 0.f);
+        p->c = buffer(m * n);
         p->a = lacuna::csr<float>::from_dense(lacuna::matrix_view<const float>(p->dense_a, m, k));
         p->bitmap_a = lacuna::convert_to<lacuna::bitmap<float>>(p->a);
 #if LACUNA_WITH_EIGEN
@@ -141,7 +151,8 @@ void add_problem(std::size_t m, std::size_t k, std::size_t n, double density) {
 // BSR with R × R blocks, `block_density` of them stored, against dense sgemm on the same matrix.
 template <std::size_t R> void add_bsr_problem(std::size_t size, std::size_t n, double block_density) {
     struct bsr_problem {
-        std::vector<float> dense_a, b, c;
+        std::vector<float> dense_a;
+        buffer b, c;
         lacuna::bsr<float, R, R> a;
     };
     auto get = [=]() -> bsr_problem& {
@@ -156,9 +167,9 @@ template <std::size_t R> void add_bsr_problem(std::size_t size, std::size_t n, d
             p->a = lacuna::bsr<float, R, R>::from_dense(lacuna::matrix_view<const float>(full, size, size),
                                                         lacuna::prune::block_top_fraction({R, R}, block_density));
             p->dense_a = p->a.to_dense();
-            p->b.resize(size * n);
+            p->b = buffer(size * n);
             for (float& x : p->b) x = value(rng);
-            p->c.assign(size * n, 0.f);
+            p->c = buffer(size * n);
         }
         return *p;
     };
@@ -182,6 +193,113 @@ template <std::size_t R> void add_bsr_problem(std::size_t size, std::size_t n, d
 #endif
 }
 
+// The linear layer Y = X·Wᵀ with W (out × in) pruned to N:M, float or bfloat16, against OpenBLAS on
+// the dense float W (sgemv for one token, sgemm beyond).
+template <class T, std::size_t N, std::size_t M> void add_linear_problem(std::size_t out, std::size_t in, std::size_t tokens) {
+    struct linear_problem {
+        std::vector<float> dense_w;
+        buffer x, y;
+        lacuna::nm<T, N, M> w;
+    };
+    auto get = [=]() -> linear_problem& {
+        static std::map<std::string, std::unique_ptr<linear_problem>> cache;
+        auto& p = cache[std::to_string(out) + "x" + std::to_string(in) + "x" + std::to_string(tokens)];
+        if (!p) {
+            p = std::make_unique<linear_problem>();
+            std::mt19937_64 rng(11);
+            std::uniform_real_distribution<float> value(-1.f, 1.f);
+            std::vector<T> full(out * in);
+            for (T& v : full) v = T(value(rng));
+            p->w = lacuna::nm<T, N, M>::from_dense(lacuna::matrix_view<const T>(full, out, in));
+            const std::vector<T> pruned = p->w.to_dense();
+            p->dense_w.assign(pruned.begin(), pruned.end());
+            p->x = buffer(tokens * in);
+            for (float& v : p->x) v = value(rng);
+            p->y = buffer(tokens * out);
+        }
+        return *p;
+    };
+    const std::string op = "linear" + std::to_string(N) + ":" + std::to_string(M) +
+                           (std::is_same_v<T, float> ? "" : "bf16") + "_" + std::to_string(out) + "x" + std::to_string(in);
+    auto add = [&](const std::string& impl, int threads, std::function<void(linear_problem&)> run) {
+        add_timed(op + "/" + impl + "/" + std::to_string(tokens), threads, [=] {
+            linear_problem& p = get();
+            return timed_case{[&p, run] { run(p); }, 2.0 * double(out * in / M * N) * double(tokens), double(p.w.bytes())};
+        });
+    };
+    auto linear = [=](linear_problem& p) {
+        lacuna::linear(lacuna::matrix_view<const float>(p.x, tokens, in), p.w, lacuna::matrix_view<float>(p.y, tokens, out));
+    };
+    add("lacuna", 1, linear);
+    add("lacuna.2t", 2, linear);
+#if LACUNA_BENCH_OPENBLAS
+    auto dense = [=](linear_problem& p) {
+        if (tokens == 1)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, int(out), int(in), 1.f, p.dense_w.data(), int(in), p.x.data(), 1, 0.f,
+                        p.y.data(), 1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(tokens), int(out), int(in), 1.f, p.x.data(), int(in),
+                        p.dense_w.data(), int(in), 0.f, p.y.data(), int(out));
+    };
+    add("openblas", 1, dense);
+    add("openblas.2t", 2, dense);
+#endif
+}
+
+// SDDMM of A (size × d) and B (size × d) at a mask's positions, against the dense A·Bᵀ (OpenBLAS).
+template <class Mask> void add_sddmm_problem(const std::string& name, std::size_t size, std::size_t d, std::function<Mask()> make_mask) {
+    struct sddmm_problem {
+        buffer a, b, dense;
+        Mask mask;
+    };
+    auto get = [=]() -> sddmm_problem& {
+        static std::map<std::string, std::unique_ptr<sddmm_problem>> cache;
+        auto& p = cache[name + std::to_string(d)];
+        if (!p) {
+            p = std::make_unique<sddmm_problem>();
+            std::mt19937_64 rng(13);
+            std::uniform_real_distribution<float> value(-1.f, 1.f);
+            p->a = buffer(size * d);
+            p->b = buffer(size * d);
+            for (float& v : p->a) v = value(rng);
+            for (float& v : p->b) v = value(rng);
+            p->dense = buffer(size * size);
+            p->mask = make_mask();
+        }
+        return *p;
+    };
+    auto add = [&](const std::string& impl, int threads, std::function<void(sddmm_problem&)> run) {
+        add_timed("sddmm_" + name + "/" + impl + "/" + std::to_string(d), threads, [=] {
+            sddmm_problem& p = get();
+            return timed_case{[&p, run] { run(p); }, 2.0 * double(p.mask.nnz()) * double(d), double(p.mask.bytes())};
+        });
+    };
+    auto sddmm = [=](sddmm_problem& p) {
+        lacuna::sddmm(lacuna::matrix_view<const float>(p.a, size, d), lacuna::matrix_view<const float>(p.b, size, d), p.mask,
+                      p.mask);
+    };
+    add("lacuna", 1, sddmm);
+    add("lacuna.2t", 2, sddmm);
+#if LACUNA_BENCH_OPENBLAS
+    add("openblas", 1, [=](sddmm_problem& p) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(size), int(size), int(d), 1.f, p.a.data(), int(d),
+                    p.b.data(), int(d), 0.f, p.dense.data(), int(size));
+    });
+#endif
+}
+
+void add_sddmm_problems(std::size_t d) {
+    add_sddmm_problem<lacuna::csr<float>>("csr90%", 4096, d, [] { return problem_for(4096, 4096, 1, 0.1).a; });
+    add_sddmm_problem<lacuna::bsr<float, 64, 64>>("bsr64_10%", 4096, d, [] {
+        std::mt19937_64 rng(17);
+        std::uniform_real_distribution<float> value(-1.f, 1.f);
+        std::vector<float> full(4096 * 4096);
+        for (float& v : full) v = value(rng);
+        return lacuna::bsr<float, 64, 64>::from_dense(lacuna::matrix_view<const float>(full, 4096, 4096),
+                                                      lacuna::prune::block_top_fraction({64, 64}, 0.1));
+    });
+}
+
 void register_cases() {
     std::vector<double> densities{0.1};
     std::vector<std::size_t> widths{1, 64, 256};
@@ -194,6 +312,19 @@ void register_cases() {
     if (!lacuna::bench::full_run()) add_problem(4096, 4096, 1, 0.3); // 70% sparse: the bitmap's range
     add_bsr_problem<16>(4096, 256, 0.1);
     add_bsr_problem<32>(4096, 256, 0.1);
+    std::vector<std::size_t> token_counts{1, 128};
+    if (lacuna::bench::full_run()) token_counts = {1, 8, 32, 128, 512};
+    for (std::size_t t : token_counts) {
+        add_linear_problem<float, 2, 4>(4096, 4096, t);
+        add_linear_problem<lacuna::bfloat16, 2, 4>(4096, 4096, t);
+        if (!lacuna::bench::full_run()) continue;
+        add_linear_problem<float, 1, 4>(4096, 4096, t);
+        add_linear_problem<float, 2, 8>(4096, 4096, t);
+        add_linear_problem<float, 2, 4>(11008, 4096, t);
+        add_linear_problem<lacuna::bfloat16, 2, 4>(11008, 4096, t);
+    }
+    add_sddmm_problems(64);
+    if (lacuna::bench::full_run()) add_sddmm_problems(128);
 }
 
 } // namespace

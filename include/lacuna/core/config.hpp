@@ -21,8 +21,10 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define LACUNA_ALWAYS_INLINE inline __attribute__((always_inline))
+#define LACUNA_LAMBDA_INLINE __attribute__((always_inline)) // after a lambda's parameter list
 #else
 #define LACUNA_ALWAYS_INLINE inline
+#define LACUNA_LAMBDA_INLINE
 #endif
 
 #if defined(__x86_64__) || defined(_M_X64)

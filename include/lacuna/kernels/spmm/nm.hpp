@@ -1,6 +1,7 @@
 // lacuna: N:M × dense: C = α·A·B + β·C (SpMM) and y = α·A·x + β·y (SpMV) on a range of rows.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -45,26 +46,50 @@ struct spmv_nm {
 
 namespace detail {
 
-// Calls f(column, value) for every slot of row i inside the matrix, in column order: the metadata
-// word by word, a group's code at a time; the slots of a last group past column k are skipped.
-template <class T, std::size_t N, std::size_t M, class F>
-LACUNA_ALWAYS_INLINE void walk_nm_row(const nm_product_args<T, N, M>& a, std::size_t i, F&& f) noexcept {
+// acc[r][t] += A(i0 + r, groups [g_begin, g_end))·B[those rows, j + t·width : ...] for R rows at
+// once: R·tiles independent accumulator chains, enough to keep the FMA pipes busy (one row's tiles
+// alone wait on the FMA latency).
+template <class V, std::size_t tiles, std::size_t R, class T, std::size_t N, std::size_t M>
+LACUNA_ALWAYS_INLINE void nm_rows_tile(const nm_product_args<T, N, M>& a, std::size_t i0, std::size_t j,
+                                       std::size_t g_begin, std::size_t g_end, V (&acc)[R][tiles]) noexcept {
     using format = nm_format<N, M>;
-    const T* v = a.values + i * a.groups * N;
-    const std::uint64_t* meta = a.meta + i * a.words_per_row;
-    const std::size_t full = a.k / M; // groups wholly inside the matrix
-    for (std::size_t g0 = 0; g0 < full; g0 += format::groups_per_word) {
-        std::uint64_t word = meta[g0 / format::groups_per_word];
-        const std::size_t g1 = g0 + format::groups_per_word < full ? g0 + format::groups_per_word : full;
-        for (std::size_t g = g0; g < g1; ++g, word >>= format::group_bits % 64)
-            for (std::size_t s = 0; s < N; ++s) f(g * M + format::position(word, s), float(v[g * N + s]));
+    constexpr std::size_t w = simd::width<V>;
+    const T* v[R];
+    const std::uint64_t* meta[R];
+    for (std::size_t r = 0; r < R; ++r) {
+        v[r] = a.values + (i0 + r) * a.groups * N;
+        meta[r] = a.meta + (i0 + r) * a.words_per_row;
+        // The next chunk of these rows: a row is read a chunk at a time, with other rows between,
+        // which the hardware prefetcher does not follow.
+        const std::size_t next = std::min(2 * g_end - g_begin, a.groups);
+        for (std::size_t at = g_end * N; at < next * N; at += 64 / sizeof(T)) __builtin_prefetch(v[r] + at);
+        __builtin_prefetch(meta[r] + next / format::groups_per_word);
     }
-    if (full < a.groups) {
-        const std::uint64_t code = format::code(meta, full);
+    const float* b = a.d.b + j;
+    auto slot = [&](std::size_t r, std::size_t col, std::size_t at) LACUNA_LAMBDA_INLINE {
+        const V value(float(v[r][at]));
+        const float* row = b + col * a.d.ldb;
+        for (std::size_t t = 0; t < tiles; ++t) acc[r][t] = simd::fma(value, simd::load<V>(row + t * w), acc[r][t]);
+    };
+    const std::size_t full = std::min(g_end, a.k / M); // groups wholly inside the matrix
+    for (std::size_t g = g_begin; g < full; ++g) {
+        std::uint64_t code[R];
+        for (std::size_t r = 0; r < R; ++r) code[r] = format::code(meta[r], g);
         for (std::size_t s = 0; s < N; ++s)
-            if (const std::size_t col = full * M + format::position(code, s); col < a.k) f(col, float(v[full * N + s]));
+            for (std::size_t r = 0; r < R; ++r) slot(r, g * M + format::position(code[r], s), g * N + s);
     }
+    if (full < g_end)
+        for (std::size_t r = 0; r < R; ++r) {
+            const std::uint64_t code = format::code(meta[r], full);
+            for (std::size_t s = 0; s < N; ++s)
+                if (const std::size_t col = full * M + format::position(code, s); col < a.k) slot(r, col, full * N + s);
+        }
 }
+
+// A's columns (rows of B) per chunk, and A's rows per block: the rows of a block take one chunk of
+// B's panel at a time (64 rows of B × 64 floats: 16 KiB) from L1, instead of the whole panel from L2
+// for every row. The block's partial sums wait in a scratch tile between chunks.
+inline constexpr std::size_t nm_chunk_cols = 64, nm_block_rows = 32;
 
 } // namespace detail
 
@@ -72,10 +97,41 @@ template <class Arch, class T, std::size_t N, std::size_t M>
 void spmm_nm::operator()(Arch, const nm_product_args<T, N, M>* args, std::size_t row_begin,
                          std::size_t row_end) const noexcept {
     const nm_product_args<T, N, M>& a = *args;
-    const auto walk = [&](std::size_t i, auto&& f) { detail::walk_nm_row(a, i, f); };
-    detail::for_each_tile<Arch>(a.d.n, row_begin, row_end, [&]<class V, std::size_t tiles>(std::size_t i, std::size_t j) {
-        detail::walk_tile<V, tiles>(a.d, i, j, walk);
-    });
+    constexpr std::size_t chunk_groups = detail::nm_chunk_cols / M;
+    // Column panels outermost, as for_each_tile; then blocks of rows, chunks of A's columns, and
+    // pairs of rows.
+    auto panel = [&]<class V, std::size_t tiles>(std::size_t j) {
+        constexpr std::size_t w = simd::width<V>;
+        V scratch[detail::nm_block_rows][tiles];
+        for (std::size_t i0 = row_begin; i0 < row_end; i0 += detail::nm_block_rows) {
+            const std::size_t rows = std::min(detail::nm_block_rows, row_end - i0);
+            for (std::size_t r = 0; r < rows; ++r)
+                for (std::size_t t = 0; t < tiles; ++t) scratch[r][t] = V(0.f);
+            auto pass = [&]<std::size_t R>(std::size_t r, std::size_t g0, std::size_t g1) {
+                V acc[R][tiles];
+                for (std::size_t q = 0; q < R; ++q)
+                    for (std::size_t t = 0; t < tiles; ++t) acc[q][t] = scratch[r + q][t];
+                detail::nm_rows_tile(a, i0 + r, j, g0, g1, acc);
+                for (std::size_t q = 0; q < R; ++q)
+                    for (std::size_t t = 0; t < tiles; ++t) scratch[r + q][t] = acc[q][t];
+            };
+            for (std::size_t g0 = 0; g0 < a.groups; g0 += chunk_groups) {
+                const std::size_t g1 = std::min(a.groups, g0 + chunk_groups);
+                std::size_t r = 0;
+                for (; r + 2 <= rows; r += 2) pass.template operator()<2>(r, g0, g1);
+                if (r < rows) pass.template operator()<1>(r, g0, g1);
+            }
+            for (std::size_t r = 0; r < rows; ++r)
+                for (std::size_t t = 0; t < tiles; ++t) detail::finish(a.d.c + (i0 + r) * a.d.ldc + j + t * w, scratch[r][t], a.d);
+        }
+        return tiles * w;
+    };
+    using V = simd::vec<float, Arch>;
+    constexpr std::size_t w = simd::width<V>;
+    std::size_t j = 0;
+    while (j + 4 * w <= a.d.n) j += panel.template operator()<V, 4>(j);
+    while (j + w <= a.d.n) j += panel.template operator()<V, 1>(j);
+    while (j < a.d.n) j += panel.template operator()<float, 1>(j);
 }
 
 template <class Arch, class T, std::size_t N, std::size_t M>
