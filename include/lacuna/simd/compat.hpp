@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <type_traits>
 
@@ -141,6 +142,34 @@ template <class V> LACUNA_ALWAYS_INLINE lane<V> reduce_add(const V& x) noexcept 
 }
 
 /// Largest lane (xsimd 8 has no reduce_max: the lanes go through memory there).
+/// The sums of width<V> registers at once: lane i of the result is the sum of the lanes of rows[i];
+/// cheaper than width<V> separate reductions. xsimd's haddp, except on AVX-512, where 8.1's returns
+/// the sums in the wrong lanes: a transpose-and-add tree of our own (blocks of 128 bits first, then
+/// lanes), whose lanes come out in order.
+template <class V>
+    requires(!is_lane<V>)
+LACUNA_ALWAYS_INLINE V sums_of(const V* rows) noexcept {
+#if XSIMD_WITH_AVX512F
+    if constexpr (std::is_same_v<lane<V>, float> && std::is_base_of_v<xsimd::avx512f, typename V::arch_type>) {
+        // s: blocks 0-1 fold row i, blocks 2-3 row i + 4; u_i: one block each of rows i, i+4, i+8, i+12.
+        __m512 s[12], u[4];
+        for (int i : {0, 1, 2, 3, 8, 9, 10, 11}) {
+            const __m512 a = rows[i], b = rows[i + 4];
+            s[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
+        }
+        for (int i = 0; i < 4; ++i)
+            u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(s[i], s[i + 8], 0x88), _mm512_shuffle_f32x4(s[i], s[i + 8], 0xdd));
+        // Within each block, a 4 × 4 transpose-and-add: block k ends as rows 4k .. 4k + 3.
+        const __m512d p = _mm512_castps_pd(_mm512_add_ps(_mm512_unpacklo_ps(u[0], u[1]), _mm512_unpackhi_ps(u[0], u[1])));
+        const __m512d q = _mm512_castps_pd(_mm512_add_ps(_mm512_unpacklo_ps(u[2], u[3]), _mm512_unpackhi_ps(u[2], u[3])));
+        return V(_mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(p, q)), _mm512_castpd_ps(_mm512_unpackhi_pd(p, q))));
+    } else
+#endif
+    {
+        return xsimd::haddp(rows);
+    }
+}
+
 template <class V> LACUNA_ALWAYS_INLINE lane<V> reduce_max(const V& x) noexcept {
     if constexpr (is_lane<V>) return x;
 #if XSIMD_VERSION_MAJOR >= 9

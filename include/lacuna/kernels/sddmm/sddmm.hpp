@@ -62,8 +62,9 @@ struct sddmm {
 
 namespace detail {
 
-// out[q] = scale · dot(A row i, B row col(q)) for q < count. Every dot is summed in the same order
-// whether it is one of four or alone, so the grouping (and the thread split) changes no bit.
+// out[q] = scale · dot(A row i, B row col(q)) for q < count: a register's width of positions at a
+// time, their sums reduced together (sums_of), then fours and ones with a reduction each. Which way
+// a position goes depends only on its place in the row, so the thread split changes no bit.
 template <class Arch, class Col>
 LACUNA_ALWAYS_INLINE void sddmm_dots(const sddmm_operands& s, std::size_t i, Col&& col, std::size_t count,
                                      float* out) noexcept {
@@ -71,21 +72,59 @@ LACUNA_ALWAYS_INLINE void sddmm_dots(const sddmm_operands& s, std::size_t i, Col
     constexpr std::size_t w = simd::width<V>;
     const float* a = s.a + i * s.lda;
     const std::size_t body = s.d - s.d % w;
-    auto group = [&]<std::size_t G>(std::size_t q) {
-        const float* b[G];
-        V acc[G];
+    auto accumulate = [&]<std::size_t G>(std::size_t q, const float* (&b)[G], V (&acc)[G]) LACUNA_LAMBDA_INLINE {
         for (std::size_t g = 0; g < G; ++g) b[g] = s.b + std::size_t(col(q + g)) * s.ldb, acc[g] = V(0.f);
         for (std::size_t x = 0; x < body; x += w) {
             const V av = simd::load<V>(a + x);
             for (std::size_t g = 0; g < G; ++g) acc[g] = simd::fma(av, simd::load<V>(b[g] + x), acc[g]);
         }
-        for (std::size_t g = 0; g < G; ++g) {
-            float sum = simd::reduce_add(acc[g]);
-            for (std::size_t x = body; x < s.d; ++x) sum += a[x] * b[g][x];
-            out[q + g] = s.scale * sum;
-        }
+    };
+    auto tail = [&](const float* b, std::size_t x, float sum) {
+        for (; x < s.d; ++x) sum += a[x] * b[x];
+        return sum;
     };
     std::size_t q = 0;
+    if constexpr (!simd::is_lane<V>) {
+        // d of 1, 2, 4 or 8 registers (attention heads of 16 to 128 on AVX-512): A's row waits in
+        // registers and each position's dot is one short chain, so only one row pointer of B is live.
+        auto fixed = [&]<std::size_t chunks>() LACUNA_LAMBDA_INLINE {
+            V av[chunks];
+            for (std::size_t c = 0; c < chunks; ++c) av[c] = simd::load<V>(a + c * w);
+            for (; q + w <= count; q += w) {
+                V acc[w];
+                for (std::size_t g = 0; g < w; ++g) {
+                    const float* b = s.b + std::size_t(col(q + g)) * s.ldb;
+                    V sum = av[0] * simd::load<V>(b);
+                    for (std::size_t c = 1; c < chunks; ++c) sum = simd::fma(av[c], simd::load<V>(b + c * w), sum);
+                    acc[g] = sum;
+                }
+                simd::store(out + q, V(s.scale) * simd::sums_of(acc));
+            }
+        };
+        if (s.d == w) fixed.template operator()<1>();
+        else if (s.d == 2 * w) fixed.template operator()<2>();
+        else if (s.d == 4 * w) fixed.template operator()<4>();
+        else if (s.d == 8 * w) fixed.template operator()<8>();
+        for (; q + w <= count; q += w) {
+            const float* b[w];
+            V acc[w];
+            accumulate.template operator()<w>(q, b, acc);
+            V sums = simd::sums_of(acc);
+            if (body < s.d) {
+                alignas(64) float lanes[w];
+                simd::store(lanes, sums);
+                for (std::size_t g = 0; g < w; ++g) lanes[g] = tail(b[g], body, lanes[g]);
+                sums = simd::load<V>(lanes);
+            }
+            simd::store(out + q, V(s.scale) * sums);
+        }
+    }
+    auto group = [&]<std::size_t G>(std::size_t at) {
+        const float* b[G];
+        V acc[G];
+        accumulate.template operator()<G>(at, b, acc);
+        for (std::size_t g = 0; g < G; ++g) out[at + g] = s.scale * tail(b[g], body, simd::reduce_add(acc[g]));
+    };
     for (; q + 4 <= count; q += 4) group.template operator()<4>(q);
     for (; q < count; ++q) group.template operator()<1>(q);
 }
