@@ -28,6 +28,9 @@
 #if LACUNA_WITH_EIGEN
 #include <Eigen/SparseCore>
 #endif
+#if LACUNA_BENCH_LIBXSMM
+#include <libxsmm.h>
+#endif
 
 namespace {
 
@@ -43,6 +46,24 @@ struct problem {
     lacuna::bitmap<float> bitmap_a;
 #if LACUNA_WITH_EIGEN
     Eigen::SparseMatrix<float, Eigen::RowMajor> eigen_a;
+#endif
+#if LACUNA_BENCH_LIBXSMM
+    // libxsmm's sparse × dense: A cut into its own 128 × 128 CSR slices once, outside the timing.
+    struct xsmm {
+        libxsmm_spmdm_handle handle{};
+        libxsmm_CSR_sparseslice* slices = nullptr;
+        ~xsmm() {
+            if (slices) libxsmm_spmdm_destroy(&handle);
+        }
+    };
+    std::unique_ptr<xsmm> xsmm_a;
+    void make_xsmm() {
+        if (xsmm_a) return;
+        xsmm_a = std::make_unique<xsmm>();
+        libxsmm_spmdm_init(int(m), int(n), int(k), 1, &xsmm_a->handle, &xsmm_a->slices);
+        for (int blk = 0; blk < libxsmm_spmdm_get_num_createSparseSlice_blocks(&xsmm_a->handle); ++blk)
+            libxsmm_spmdm_createSparseSlice_fp32_thread(&xsmm_a->handle, 'N', dense_a.data(), xsmm_a->slices, blk, 0, 1);
+    }
 #endif
 };
 
@@ -122,6 +143,9 @@ void add_problem(std::size_t m, std::size_t k, std::size_t n, double density) {
         add("lacuna.2t", 2, [](problem& p) {
             lacuna::spmm(p.a, lacuna::matrix_view<const float>(p.b, p.k, p.n), lacuna::matrix_view<float>(p.c, p.m, p.n));
         });
+        add("bitmap", 1, [](problem& p) {
+            lacuna::spmm(p.bitmap_a, lacuna::matrix_view<const float>(p.b, p.k, p.n), lacuna::matrix_view<float>(p.c, p.m, p.n));
+        });
     }
     if (n <= 64)
         add("ref", 1, [](problem& p) {
@@ -137,6 +161,21 @@ void add_problem(std::size_t m, std::size_t k, std::size_t n, double density) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(p.m), int(p.n), int(p.k), 1.f, p.dense_a.data(),
                         int(p.k), p.b.data(), int(p.n), 0.f, p.c.data(), int(p.n));
     });
+#endif
+#if LACUNA_BENCH_LIBXSMM
+    if (n > 1)
+        add_timed(op + "/libxsmm/" + std::to_string(n), 1, [=] {
+            problem& p = problem_for(m, k, n, density);
+            p.make_xsmm();
+            return timed_case{[&p] {
+                                  const float alpha = 1.f, beta = 0.f;
+                                  auto& x = *p.xsmm_a;
+                                  for (int blk = 0; blk < libxsmm_spmdm_get_num_compute_blocks(&x.handle); ++blk)
+                                      libxsmm_spmdm_compute_fp32_thread(&x.handle, 'N', 'N', &alpha, x.slices, p.b.data(), 'N',
+                                                                        &beta, p.c.data(), blk, 0, 1);
+                              },
+                              2.0 * double(p.a.nnz()) * double(n), double(p.a.bytes())};
+        });
 #endif
 #if LACUNA_WITH_EIGEN
     add("eigen", 1, [](problem& p) {
@@ -310,8 +349,12 @@ void register_cases() {
     for (double d : densities)
         for (std::size_t n : widths) add_problem(4096, 4096, n, d);
     if (!lacuna::bench::full_run()) add_problem(4096, 4096, 1, 0.3); // 70% sparse: the bitmap's range
-    add_bsr_problem<16>(4096, 256, 0.1);
-    add_bsr_problem<32>(4096, 256, 0.1);
+    std::vector<double> block_densities{0.1};
+    if (lacuna::bench::full_run()) block_densities = {0.5, 0.2, 0.1, 0.05};
+    for (double d : block_densities) {
+        add_bsr_problem<16>(4096, 256, d);
+        add_bsr_problem<32>(4096, 256, d);
+    }
     std::vector<std::size_t> token_counts{1, 128};
     if (lacuna::bench::full_run()) token_counts = {1, 8, 32, 128, 512};
     for (std::size_t t : token_counts) {
@@ -333,5 +376,5 @@ int main(int argc, char** argv) {
 #if LACUNA_BENCH_OPENBLAS
     benchmark::AddCustomContext("openblas_core", openblas_get_corename());
 #endif
-    return lacuna::bench::run(argc, argv, register_cases, {"ref", "openblas", "eigen"}, {"GFLOP/s", "GB/s"});
+    return lacuna::bench::run(argc, argv, register_cases, {"ref", "openblas", "eigen", "libxsmm"}, {"GFLOP/s", "GB/s"});
 }
