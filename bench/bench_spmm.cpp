@@ -1,5 +1,6 @@
 // Sparse × dense products against the dense kernel of the same shape (OpenBLAS sgemm/sgemv on the
 // dense matrix), Eigen's SparseMatrix × dense, and the lacuna reference, in one binary.
+#include <cmath>
 #include <cstddef>
 #include <functional>
 #include <map>
@@ -67,18 +68,26 @@ struct problem {
 #endif
 };
 
-// A uniform random m × k matrix at `density`, B of k × n, C of m × n.
-problem& problem_for(std::size_t m, std::size_t k, std::size_t n, double density) {
+// A random m × k matrix at `density`, B of k × n, C of m × n. Uniform, or with power-law row
+// lengths (row i about ∝ 1 / (i mod 50 + 1)^0.8, every seventh row empty) at the same density.
+problem& problem_for(std::size_t m, std::size_t k, std::size_t n, double density, bool power_law = false) {
     static std::map<std::string, std::unique_ptr<problem>> cache;
-    auto& p = cache[std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n) + "@" + std::to_string(density)];
+    auto& p = cache[std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n) + "@" + std::to_string(density) +
+                    (power_law ? "pl" : "")];
     if (!p) {
         p = std::make_unique<problem>();
         p->m = m, p->k = k, p->n = n;
         std::mt19937_64 rng(5);
         std::uniform_real_distribution<float> value(-1.f, 1.f), u(0.f, 1.f);
+        auto weight = [&](std::size_t i) { return i % 7 == 3 ? 0.0 : 1.0 / std::pow(double(i % 50) + 1.0, 0.8); };
+        double mean_weight = 0;
+        for (std::size_t i = 0; i < m; ++i) mean_weight += weight(i) / double(m);
         p->dense_a.assign(m * k, 0.f);
-        for (float& x : p->dense_a)
-            if (u(rng) < density) x = value(rng);
+        for (std::size_t i = 0; i < m; ++i) {
+            const double row_density = power_law ? std::min(1.0, density * weight(i) / mean_weight) : density;
+            for (std::size_t j = 0; j < k; ++j)
+                if (u(rng) < row_density) p->dense_a[i * k + j] = value(rng);
+        }
         p->b = buffer(k * n);
         for (float& x : p->b) x = value(rng);
         p->c = buffer(m * n);
@@ -339,6 +348,20 @@ void add_sddmm_problems(std::size_t d) {
     });
 }
 
+// SpMM on rows of power-law lengths against the same density spread uniformly, at two threads: the
+// split by stored count should keep them close.
+void add_power_law_problem(std::size_t n) {
+    for (bool power_law : {false, true})
+        add_timed(std::string("csr10%") + (power_law ? "_powerlaw" : "_uniform") + "/lacuna.2t/" + std::to_string(n), 2, [=] {
+            problem& p = problem_for(4096, 4096, n, 0.1, power_law);
+            return timed_case{[&p] {
+                                  lacuna::spmm(p.a, lacuna::matrix_view<const float>(p.b, p.k, p.n),
+                                               lacuna::matrix_view<float>(p.c, p.m, p.n));
+                              },
+                              2.0 * double(p.a.nnz()) * double(n), double(p.a.bytes())};
+        });
+}
+
 void register_cases() {
     std::vector<double> densities{0.1};
     std::vector<std::size_t> widths{1, 64, 256};
@@ -366,6 +389,7 @@ void register_cases() {
         add_linear_problem<float, 2, 4>(11008, 4096, t);
         add_linear_problem<lacuna::bfloat16, 2, 4>(11008, 4096, t);
     }
+    add_power_law_problem(64);
     add_sddmm_problems(64);
     if (lacuna::bench::full_run()) add_sddmm_problems(128);
 }

@@ -44,8 +44,10 @@ lacuna::csr<float, Index> random_csr(std::mt19937_64& rng, std::size_t rows, std
 struct shape {
     std::size_t m, k, n;
 };
-const std::vector<shape> shapes{{0, 0, 0}, {0, 5, 3}, {5, 0, 4}, {1, 1, 1}, {7, 13, 1}, {33, 17, 5}, {40, 64, 16},
-                                {65, 31, 17}, {100, 80, 64}, {37, 200, 67}, {128, 96, 100}};
+// n covers every width a row of C is cut into: 64, 32, 16, 8 and 4 columns and single ones.
+const std::vector<shape> shapes{{0, 0, 0},     {0, 5, 3},      {5, 0, 4},      {1, 1, 1},    {7, 13, 1},
+                                {33, 17, 5},   {40, 64, 16},   {29, 31, 24},   {13, 40, 12}, {65, 31, 17},
+                                {100, 80, 64}, {37, 200, 67},  {128, 96, 100}, {9, 70, 60}};
 
 } // namespace
 

@@ -2,6 +2,7 @@
 // every pruned layer.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <span>
 
@@ -21,6 +22,18 @@ struct linear_options {
 };
 
 namespace detail {
+
+// dst[j · ld_dst + i] = src[i · ld_src + j] for i < rows, j < cols, in 16 × 16 tiles, so that both
+// sides move through whole cache lines rather than one of them a float a line.
+inline void transpose(const float* src, std::size_t ld_src, std::size_t rows, std::size_t cols, float* dst,
+                      std::size_t ld_dst) noexcept {
+    constexpr std::size_t tile = 16;
+    for (std::size_t i0 = 0; i0 < rows; i0 += tile)
+        for (std::size_t j0 = 0; j0 < cols; j0 += tile)
+            for (std::size_t i = i0; i < std::min(rows, i0 + tile); ++i)
+                for (std::size_t j = j0; j < std::min(cols, j0 + tile); ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
+}
+
 // Up to this many tokens, each runs as its own SpMV (W streamed once per token, no extra memory);
 // beyond, the tokens run as one SpMM over a transposed copy of X.
 inline constexpr std::size_t linear_vector_tokens = 4;
@@ -29,8 +42,9 @@ inline constexpr std::size_t linear_vector_tokens = 4;
 /// Y = act(X·Wᵀ + bias): X dense row-major float (T tokens × in), W sparse (out × in; any layout and
 /// value type spmm takes), Y dense row-major float (T × out), bias of length out or empty. The bias
 /// and activation are applied by the thread that computed each part of Y, while it is in cache.
-/// T <= 4: one SpMV per token, no extra memory. T > 4: one SpMM over Xᵀ; allocates (in + out)·T
-/// floats (Xᵀ and Wᵀ-shaped products), O(stored · T) work. Deterministic for any thread count.
+/// T <= 4: one SpMV per token, no extra memory. T > 4: one SpMM over Xᵀ; allocates about
+/// (in + out)·T floats (Xᵀ, and the out × T product before it is turned into Y). O(stored · T) work.
+/// Deterministic for any thread count.
 /// Throws shape_error if the shapes do not fit, aliasing_error if Y overlaps X, W's values or the bias.
 template <product_operand Sparse>
 void linear(matrix_view<const float> x, const Sparse& w, matrix_view<float> y, linear_options opts = {}) {
@@ -62,16 +76,16 @@ void linear(matrix_view<const float> x, const Sparse& w, matrix_view<float> y, l
         }
         return;
     }
-    aligned_buffer<float> xt(in * tokens, aligned_buffer<float>::uninitialized);
+    // Xᵀ's rows start on cache lines, and not a multiple of 512 bytes apart: the rows of B a kernel
+    // keeps in L1 would otherwise fall into a few of its sets and evict each other.
+    std::size_t ld = (tokens + 15) / 16 * 16;
+    if (ld % 128 == 0) ld += 16;
+    aligned_buffer<float> xt(in * ld, aligned_buffer<float>::uninitialized);
     aligned_buffer<float> z(out * tokens, aligned_buffer<float>::uninitialized);
-    for (std::size_t t = 0; t < tokens; ++t)
-        for (std::size_t i = 0; i < in; ++i) xt[i * tokens + t] = x(t, i);
-    detail::run_product(w, {xt.data(), tokens, z.data(), tokens, tokens, 1.f, 0.f}, [&](std::size_t o0, std::size_t o1) {
-        for (std::size_t t = 0; t < tokens; ++t) {
-            float* yt = y.data() + t * y.stride();
-            for (std::size_t o = o0; o < o1; ++o) yt[o] = z[o * tokens + t];
-            epilogue(yt, o0, o1);
-        }
+    detail::transpose(x.data(), x.stride(), tokens, in, xt.data(), ld);
+    detail::run_product(w, {xt.data(), ld, z.data(), tokens, tokens, 1.f, 0.f}, [&](std::size_t o0, std::size_t o1) {
+        detail::transpose(z.data() + o0 * tokens, tokens, o1 - o0, tokens, y.data() + o0, y.stride());
+        for (std::size_t t = 0; t < tokens; ++t) epilogue(y.data() + t * y.stride(), o0, o1);
     });
 }
 

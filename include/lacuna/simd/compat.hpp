@@ -33,6 +33,18 @@ template <class T, class Arch> using vec = typename vec_of<T, Arch>::type;
 
 template <class V> inline constexpr bool is_lane = std::is_arithmetic_v<V>;
 
+/// The arch of half the register width (AVX-512 → AVX2 → SSE4.2), scalar below: for what is left at
+/// the end of a row when a whole register is too wide. The narrower instructions are part of the
+/// wider instruction set, so a kernel compiled for Arch may use them.
+template <class Arch> struct half_arch_of { using type = scalar; };
+#if XSIMD_WITH_AVX512BW
+template <> struct half_arch_of<xsimd::avx512bw> { using type = xsimd::fma3<xsimd::avx2>; };
+#endif
+#if XSIMD_WITH_FMA3_AVX2
+template <> struct half_arch_of<xsimd::fma3<xsimd::avx2>> { using type = xsimd::sse4_2; };
+#endif
+template <class Arch> using half_arch = typename half_arch_of<Arch>::type;
+
 template <class V> struct width_of { static constexpr std::size_t value = V::size; };
 template <class V>
     requires is_lane<V>

@@ -65,17 +65,16 @@ LACUNA_ALWAYS_INLINE void bsr_pass(const bsr_product_args<T, R, C, Index>& a, st
 template <class Arch, class T, std::size_t R, std::size_t C, class Index>
 void spmm_bsr::operator()(Arch, const bsr_product_args<T, R, C, Index>* args, std::size_t block_row_begin,
                           std::size_t block_row_end) const noexcept {
-    using V = simd::vec<float, Arch>;
-    constexpr std::size_t w = simd::width<V>;
     const bsr_product_args<T, R, C, Index>& a = *args;
     const std::size_t br = R == dynamic ? a.block_rows : R;
     for (std::size_t bi = block_row_begin; bi < block_row_end; ++bi) {
         const std::size_t inside = std::min(br, a.m - bi * br); // the padding rows are never written
         for (std::size_t r0 = 0; r0 < inside; r0 += detail::bsr_rows_per_pass) {
             const std::size_t rows = std::min(detail::bsr_rows_per_pass, inside - r0);
-            std::size_t j = 0;
-            for (; j + w <= a.d.n; j += w) detail::bsr_pass<V>(a, bi, r0, rows, j);
-            for (; j < a.d.n; ++j) detail::bsr_pass<float>(a, bi, r0, rows, j);
+            detail::for_each_panel<Arch>(a.d.n, [&]<class U, std::size_t tiles>(std::size_t j) {
+                for (std::size_t t = 0; t < tiles; ++t) detail::bsr_pass<U>(a, bi, r0, rows, j + t * simd::width<U>);
+                return tiles * simd::width<U>;
+            });
         }
     }
 }

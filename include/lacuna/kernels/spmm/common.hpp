@@ -31,21 +31,39 @@ template <class V> LACUNA_ALWAYS_INLINE void finish(float* c, const V& acc, cons
     else simd::store(c, simd::fma(V(d.beta), simd::load<V>(c), V(d.alpha) * acc));
 }
 
-// Calls tile.template operator()<V, tiles>(i, j) for every row i in [row_begin, row_end) and every
-// tile of `tiles` registers V at column j of C: four vectors, then one, then single floats.
-// Column panels outermost: the rows of B that one panel touches stay in cache while every row of A
-// passes over them, instead of all of B competing for it.
-template <class Arch, class Tile>
-LACUNA_ALWAYS_INLINE void for_each_tile(std::size_t n, std::size_t row_begin, std::size_t row_end, Tile&& tile) {
+// Calls panel.template operator()<V, tiles>(j), which handles C's columns [j, j + tiles·width<V>)
+// and returns that width, over C's n columns: panels of four registers, then two, one, then
+// registers of half the width and less (AVX-512: 64, 32, 16, 8, 4, then single columns), so that a
+// narrow or ragged n still runs in vectors.
+template <class Arch, class Panel> LACUNA_ALWAYS_INLINE void for_each_panel(std::size_t n, Panel&& panel) {
     using V = simd::vec<float, Arch>;
     constexpr std::size_t w = simd::width<V>;
     std::size_t j = 0;
-    for (; j + 4 * w <= n; j += 4 * w)
-        for (std::size_t i = row_begin; i < row_end; ++i) tile.template operator()<V, 4>(i, j);
-    for (; j + w <= n; j += w)
-        for (std::size_t i = row_begin; i < row_end; ++i) tile.template operator()<V, 1>(i, j);
-    for (; j < n; ++j)
-        for (std::size_t i = row_begin; i < row_end; ++i) tile.template operator()<float, 1>(i, j);
+    if constexpr (w > 1) {
+        while (j + 4 * w <= n) j += panel.template operator()<V, 4>(j);
+        while (j + 2 * w <= n) j += panel.template operator()<V, 2>(j);
+        while (j + w <= n) j += panel.template operator()<V, 1>(j);
+        auto narrower = [&]<class A>(auto& self) {
+            using H = simd::vec<float, A>;
+            if constexpr (simd::width<H> > 1) {
+                while (j + simd::width<H> <= n) j += panel.template operator()<H, 1>(j);
+                self.template operator()<simd::half_arch<A>>(self);
+            }
+        };
+        narrower.template operator()<simd::half_arch<Arch>>(narrower);
+    }
+    while (j < n) j += panel.template operator()<float, 1>(j);
+}
+
+// Calls tile.template operator()<V, tiles>(i, j) for every row i in [row_begin, row_end) and every
+// tile of C's columns (for_each_panel). Column panels outermost: the rows of B that one panel
+// touches stay in cache while every row of A passes over them, instead of all of B competing for it.
+template <class Arch, class Tile>
+LACUNA_ALWAYS_INLINE void for_each_tile(std::size_t n, std::size_t row_begin, std::size_t row_end, Tile&& tile) {
+    for_each_panel<Arch>(n, [&]<class V, std::size_t tiles>(std::size_t j) {
+        for (std::size_t i = row_begin; i < row_end; ++i) tile.template operator()<V, tiles>(i, j);
+        return tiles * simd::width<V>;
+    });
 }
 
 // One tile of C: row i's stored elements, which walk(i, f) hands to f(column, value) in any order,

@@ -87,12 +87,7 @@ void spmm_csr::operator()(Arch, const csr_product_args<T, Index>* args, std::siz
         if (i < row_end) rows.template operator()<V, tiles, 1>(i, j);
         return tiles * simd::width<V>;
     };
-    using V = simd::vec<float, Arch>;
-    constexpr std::size_t w = simd::width<V>;
-    std::size_t j = 0;
-    while (j + 4 * w <= a.d.n) j += panel.template operator()<V, 4>(j);
-    while (j + w <= a.d.n) j += panel.template operator()<V, 1>(j);
-    while (j < a.d.n) j += panel.template operator()<float, 1>(j);
+    detail::for_each_panel<Arch>(a.d.n, panel);
 }
 
 template <class Arch, class T, class Index>

@@ -31,15 +31,20 @@ struct spmm_nm {
     void operator()(Arch, const nm_product_args<T, N, M>* args, std::size_t row_begin, std::size_t row_end) const noexcept;
 };
 
+/// Columns of x that 16 slots of N:M span: 16·M/N.
+template <std::size_t N, std::size_t M> inline constexpr std::size_t nm_span16 = 16 * M / N;
+
 /// SpMV on rows [row_begin, row_end), x = args.b, y = args.c. A register of slots meets a register of
-/// x gathered at the slots' columns; on AVX-512, 2:4 builds that register with one two-source
-/// permute of the 32 columns the 16 slots span, so it reads x contiguously and no index.
+/// x gathered at the slots' columns. On AVX-512, when 16 slots span 32 or 64 columns (2:4, 4:8,
+/// 1:4, 2:8, ...), the slots' positions come from one metadata word by variable shifts and x's
+/// register from two-source permutes of the span, read contiguously: no index, no gather.
 struct spmv_nm {
     template <class Arch, class T, std::size_t N, std::size_t M>
     void operator()(Arch, const nm_product_args<T, N, M>* args, std::size_t row_begin, std::size_t row_end) const noexcept;
 #if XSIMD_WITH_AVX512BW
-    template <class T>
-    void operator()(xsimd::avx512bw, const nm_product_args<T, 2, 4>* args, std::size_t row_begin,
+    template <class T, std::size_t N, std::size_t M>
+        requires(16 % N == 0 && (nm_span16<N, M> == 32 || nm_span16<N, M> == 64))
+    void operator()(xsimd::avx512bw, const nm_product_args<T, N, M>* args, std::size_t row_begin,
                     std::size_t row_end) const noexcept;
 #endif
 };
@@ -126,12 +131,7 @@ void spmm_nm::operator()(Arch, const nm_product_args<T, N, M>* args, std::size_t
         }
         return tiles * w;
     };
-    using V = simd::vec<float, Arch>;
-    constexpr std::size_t w = simd::width<V>;
-    std::size_t j = 0;
-    while (j + 4 * w <= a.d.n) j += panel.template operator()<V, 4>(j);
-    while (j + w <= a.d.n) j += panel.template operator()<V, 1>(j);
-    while (j < a.d.n) j += panel.template operator()<float, 1>(j);
+    detail::for_each_panel<Arch>(a.d.n, panel);
 }
 
 template <class Arch, class T, std::size_t N, std::size_t M>
@@ -170,26 +170,48 @@ void spmv_nm::operator()(Arch, const nm_product_args<T, N, M>* args, std::size_t
 }
 
 #if XSIMD_WITH_AVX512BW
-template <class T>
-void spmv_nm::operator()(xsimd::avx512bw, const nm_product_args<T, 2, 4>* args, std::size_t row_begin,
+template <class T, std::size_t N, std::size_t M>
+    requires(16 % N == 0 && (nm_span16<N, M> == 32 || nm_span16<N, M> == 64))
+void spmv_nm::operator()(xsimd::avx512bw, const nm_product_args<T, N, M>* args, std::size_t row_begin,
                          std::size_t row_end) const noexcept {
     using V = simd::vec<float, xsimd::avx512bw>;
-    const nm_product_args<T, 2, 4>& a = *args;
-    // Slot l of 16 belongs to group l / 2 and reads its 2-bit position at bit 2·l of the 32-bit code
-    // of the 8 groups; its column within the 32 is 4·(l / 2) + position.
-    const __m512i shifts = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i bases = _mm512_set_epi32(28, 28, 24, 24, 20, 20, 16, 16, 12, 12, 8, 8, 4, 4, 0, 0);
-    const __m512i three = _mm512_set1_epi32(3);
-    const std::size_t chunks = a.k / 32; // 8 groups, 16 slots, 32 columns of x each
+    using format = nm_format<N, M>;
+    constexpr std::size_t span = nm_span16<N, M>, groups16 = 16 / N;
+    static_assert(groups16 * format::group_bits <= 64, "16 slots' codes fit one metadata word");
+    const nm_product_args<T, N, M>& a = *args;
+    // Slot l belongs to group l / N of the 16 slots; its position is at bit (l / N)·group_bits +
+    // (l % N)·position_bits of their codes (one word; lanes at bit 32 or more read its high half)
+    // and its column within the span is (l / N)·M + position.
+    alignas(64) std::int32_t shift[16], base[16];
+    __mmask16 high = 0;
+    for (int l = 0; l < 16; ++l) {
+        const std::size_t bit = std::size_t(l) / N * format::group_bits + std::size_t(l) % N * format::position_bits;
+        shift[l] = int(bit % 32);
+        base[l] = int(std::size_t(l) / N * M);
+        if (bit >= 32) high = __mmask16(high | (1u << l));
+    }
+    const __m512i shifts = _mm512_load_si512(shift), bases = _mm512_load_si512(base);
+    const __m512i position_mask = _mm512_set1_epi32(int(format::position_mask));
+    const __m512i thirty_one = _mm512_set1_epi32(31);
+    const std::size_t chunks = a.k / span; // chunks of 16 slots wholly inside the matrix
     for (std::size_t i = row_begin; i < row_end; ++i) {
-        const T* v = a.values + i * a.groups * 2;
+        const T* v = a.values + i * a.groups * N;
         const std::uint64_t* meta = a.meta + i * a.words_per_row;
         __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
         auto step = [&](__m512 acc, std::size_t q) {
-            const __m512i code = _mm512_set1_epi32(int(std::uint32_t(meta[q / 2] >> (32 * (q % 2)))));
-            const __m512i idx = _mm512_add_epi32(_mm512_and_si512(_mm512_srlv_epi32(code, shifts), three), bases);
-            const float* x = a.d.b + q * 32;
-            const __m512 xs = _mm512_permutex2var_ps(_mm512_loadu_ps(x), idx, _mm512_loadu_ps(x + 16));
+            const std::size_t g0 = q * groups16;
+            const std::uint64_t word = meta[g0 / format::groups_per_word] >>
+                                       ((g0 % format::groups_per_word) * format::group_bits % 64);
+            const __m512i codes = _mm512_mask_blend_epi32(high, _mm512_set1_epi32(int(std::uint32_t(word))),
+                                                          _mm512_set1_epi32(int(std::uint32_t(word >> 32))));
+            const __m512i idx =
+                _mm512_add_epi32(_mm512_and_si512(_mm512_srlv_epi32(codes, shifts), position_mask), bases);
+            const float* x = a.d.b + q * span;
+            __m512 xs = _mm512_permutex2var_ps(_mm512_loadu_ps(x), idx, _mm512_loadu_ps(x + 16));
+            if constexpr (span == 64) {
+                const __m512 upper = _mm512_permutex2var_ps(_mm512_loadu_ps(x + 32), idx, _mm512_loadu_ps(x + 48));
+                xs = _mm512_mask_blend_ps(_mm512_cmpgt_epi32_mask(idx, thirty_one), xs, upper);
+            }
             return _mm512_fmadd_ps(__m512(simd::load<V>(v + q * 16)), xs, acc);
         };
         std::size_t c = 0;
@@ -199,11 +221,10 @@ void spmv_nm::operator()(xsimd::avx512bw, const nm_product_args<T, 2, 4>* args, 
         }
         if (c < chunks) acc0 = step(acc0, c++);
         float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-        for (std::size_t g = c * 8; g < a.groups; ++g) {
-            const std::uint64_t code = nm_format<2, 4>::code(meta, g);
-            for (std::size_t t = 0; t < 2; ++t)
-                if (const std::size_t col = g * 4 + nm_format<2, 4>::position(code, t); col < a.k)
-                    sum += float(v[g * 2 + t]) * a.d.b[col];
+        for (std::size_t g = c * groups16; g < a.groups; ++g) {
+            const std::uint64_t code = format::code(meta, g);
+            for (std::size_t t = 0; t < N; ++t)
+                if (const std::size_t col = g * M + format::position(code, t); col < a.k) sum += float(v[g * N + t]) * a.d.b[col];
         }
         detail::finish(a.d.c + i * a.d.ldc, sum, a.d);
     }
