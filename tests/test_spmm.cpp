@@ -247,16 +247,17 @@ TEMPLATE_TEST_CASE("spmm and spmv in every layout match the reference", "[spmm][
                 const double floor = beta == 0.f ? 0.0 : std::abs(beta) * lacuna::test::norm(c0);
                 auto c_ref = c0;
                 lacuna::ref::spmm(a, bv, lacuna::matrix_view<float>(c_ref, m, n), alpha, beta);
-                same_for_1_and_2_threads([&] {
+                const lacuna::product_options opts{alpha, beta};
+                same_for_1_and_2_threads([&, m = m, n = n] {
                     auto c = c0;
-                    lacuna::spmm(a, bv, lacuna::matrix_view<float>(c, m, n), {alpha, beta});
+                    lacuna::spmm(a, bv, lacuna::matrix_view<float>(c, m, n), opts);
                     CHECK(rel_error(c, c_ref, floor) <= 1e-6);
                     return c;
                 });
                 if (n != 1) continue;
                 same_for_1_and_2_threads([&] {
                     auto y = c0;
-                    lacuna::spmv(a, std::span<const float>(b), std::span<float>(y), {alpha, beta});
+                    lacuna::spmv(a, std::span<const float>(b), std::span<float>(y), opts);
                     CHECK(rel_error(y, c_ref, floor) <= 1e-6);
                     return y;
                 });
@@ -330,9 +331,10 @@ TEMPLATE_TEST_CASE("dense x sparse spmm matches the reference", "[spmm][dense-sp
                 const double floor = beta == 0.f ? 0.0 : std::abs(beta) * lacuna::test::norm(c0);
                 auto c_ref = c0;
                 lacuna::ref::spmm(xv, a, lacuna::matrix_view<float>(c_ref, t, k), alpha, beta);
-                same_for_1_and_2_threads([&] {
+                const lacuna::product_options opts{alpha, beta};
+                same_for_1_and_2_threads([&, t = t, k = k] {
                     auto c = c0;
-                    lacuna::spmm(xv, a, lacuna::matrix_view<float>(c, t, k), {alpha, beta});
+                    lacuna::spmm(xv, a, lacuna::matrix_view<float>(c, t, k), opts);
                     CHECK(rel_error(c, c_ref, floor) <= 1e-6);
                     return c;
                 });

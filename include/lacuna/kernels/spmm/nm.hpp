@@ -72,7 +72,7 @@ LACUNA_ALWAYS_INLINE void nm_rows_tile(const nm_product_args<T, N, M>& a, std::s
     }
     const float* b = a.d.b + j;
     auto slot = [&](std::size_t r, std::size_t col, std::size_t at) LACUNA_LAMBDA_INLINE {
-        const V value(float(v[r][at]));
+        const V value = V(float(v[r][at]));
         const float* row = b + col * a.d.ldb;
         for (std::size_t t = 0; t < tiles; ++t) acc[r][t] = simd::fma(value, simd::load<V>(row + t * w), acc[r][t]);
     };
