@@ -1,6 +1,7 @@
 // lacuna: sparse tensors and sparse kernels for machine learning on CPUs. The umbrella header.
 #pragma once
 
+#include "lacuna/attention.hpp"
 #include "lacuna/core/aligned_buffer.hpp"
 #include "lacuna/core/bfloat16.hpp"
 #include "lacuna/core/config.hpp"

@@ -40,29 +40,6 @@ concept product_operand = sparse_matrix<S> && product_value<typename S::value_ty
 
 namespace detail {
 
-/// Row boundaries of `parts` parts with about equal work, work counted as stored elements plus one
-/// per row (so that empty rows and skewed rows both balance); start(i) is the count stored before
-/// row i (a CSR row pointer). parts + 1 boundaries, first 0, last rows.
-template <class Start> std::vector<std::size_t> balanced_row_parts(std::size_t rows, std::size_t parts, Start&& start) {
-    std::vector<std::size_t> bounds(parts + 1, rows);
-    bounds[0] = 0;
-    const double total = double(start(rows)) + double(rows);
-    std::size_t i = 0;
-    for (std::size_t p = 1; p < parts; ++p) {
-        const double target = total * double(p) / double(parts);
-        while (i < rows && double(start(i)) + double(i) < target) ++i;
-        bounds[p] = i;
-    }
-    return bounds;
-}
-
-// Calls run_part(begin, end) on balanced parts of the (block) rows, one part per thread.
-template <class Start, class RunPart> void run_on_rows(std::size_t rows, Start&& start, RunPart&& run_part) {
-    const std::size_t parts = std::min<std::size_t>(std::size_t(num_threads()), std::max<std::size_t>(rows, 1));
-    const std::vector<std::size_t> bounds = balanced_row_parts(rows, parts, start);
-    parallel_for(parts, [&](std::size_t p) { run_part(bounds[p], bounds[p + 1]); });
-}
-
 /// C = α·A·B + β·C on the kernel of A's layout (the SpMV kernel when n = 1 and B is contiguous),
 /// rows split over threads by stored count. after(r0, r1) runs on the thread that computed rows
 /// [r0, r1) of C, right after it, while they are in its cache.

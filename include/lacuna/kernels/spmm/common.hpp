@@ -5,6 +5,7 @@
 #include <cstddef>
 
 #include "lacuna/core/bfloat16.hpp"
+#include "lacuna/kernels/panels.hpp"
 #include "lacuna/simd/bf16.hpp"
 #include "lacuna/simd/compat.hpp"
 
@@ -29,30 +30,6 @@ namespace detail {
 template <class V> LACUNA_ALWAYS_INLINE void finish(float* c, const V& acc, const dense_operands& d) noexcept {
     if (d.beta == 0.f) simd::store(c, V(d.alpha) * acc);
     else simd::store(c, simd::fma(V(d.beta), simd::load<V>(c), V(d.alpha) * acc));
-}
-
-// Calls panel.template operator()<V, tiles>(j), which handles C's columns [j, j + tiles·width<V>)
-// and returns that width, over C's n columns: panels of four registers, then two, one, then
-// registers of half the width and less (AVX-512: 64, 32, 16, 8, 4, then single columns), so that a
-// narrow or ragged n still runs in vectors.
-template <class Arch, class Panel> LACUNA_ALWAYS_INLINE void for_each_panel(std::size_t n, Panel&& panel) {
-    using V = simd::vec<float, Arch>;
-    constexpr std::size_t w = simd::width<V>;
-    std::size_t j = 0;
-    if constexpr (w > 1) {
-        while (j + 4 * w <= n) j += panel.template operator()<V, 4>(j);
-        while (j + 2 * w <= n) j += panel.template operator()<V, 2>(j);
-        while (j + w <= n) j += panel.template operator()<V, 1>(j);
-        auto narrower = [&]<class A>(auto& self) {
-            using H = simd::vec<float, A>;
-            if constexpr (simd::width<H> > 1) {
-                while (j + simd::width<H> <= n) j += panel.template operator()<H, 1>(j);
-                self.template operator()<simd::half_arch<A>>(self);
-            }
-        };
-        narrower.template operator()<simd::half_arch<Arch>>(narrower);
-    }
-    while (j < n) j += panel.template operator()<float, 1>(j);
 }
 
 // Calls tile.template operator()<V, tiles>(i, j) for every row i in [row_begin, row_end) and every

@@ -1,0 +1,302 @@
+// lacuna: fused attention, FlashAttention-style: a block of queries against tiles of keys, with an
+// online softmax (running max, running sum, rescale of the accumulator on a new max), so the scores
+// of a whole row never exist at once.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "lacuna/core/bfloat16.hpp"
+#include "lacuna/kernels/panels.hpp"
+#include "lacuna/kernels/primitives/convert.hpp"
+#include "lacuna/simd/compat.hpp"
+
+namespace lacuna::kernels {
+
+/// Element strides of the batch, head and sequence dimensions of a [B, H, L, D] operand (D is
+/// contiguous); 0 where a dimension is broadcast.
+struct head_strides {
+    std::size_t b = 0, h = 0, l = 0;
+    std::size_t at(std::size_t bi, std::size_t hi) const noexcept { return bi * b + hi * h; }
+};
+
+/// The operands of one attention call, checked by the entry point: q [B, Hq, Lq, D], k [B, Hkv, Lkv, D],
+/// v [B, Hkv, Lkv, Dv], out [B, Hq, Lq, Dv]; Hq a multiple of Hkv. Query i may attend key j when
+/// causal is off or j <= i + Lkv - Lq, and the boolean mask (if any) is true at [b, h, i, j]; the
+/// additive mask (if any) is added to the scaled score. logsumexp, if not null, receives one float
+/// per [b, h, i], contiguous.
+template <class T> struct attention_args {
+    const T* q;
+    const T* k;
+    const T* v;
+    float* out;
+    head_strides qs, ks, vs, os;
+    std::size_t batch, q_heads, kv_heads, lq, lkv, d, dv;
+    float scale;
+    bool causal;
+    const float* additive_mask;
+    head_strides additive_strides;
+    const bool* boolean_mask;
+    head_strides boolean_strides;
+    float* logsumexp;
+};
+
+/// A task is this many query rows of one head; keys are taken this many at a time. Both fixed (not
+/// per arch), so that the order of the online softmax, and thus every bit, is the same for any
+/// thread count.
+inline constexpr std::size_t attention_query_block = 64;
+inline constexpr std::size_t attention_key_block = 64;
+
+/// Tasks of one call: every (batch, query head, block of query rows), in that order.
+template <class T> std::size_t attention_tasks(const attention_args<T>& a) noexcept {
+    return a.batch * a.q_heads * ((a.lq + attention_query_block - 1) / attention_query_block);
+}
+
+/// The floats of scratch one thread needs: the block's transposed queries, one tile of scores, the
+/// block's output accumulator and softmax state, and (bfloat16) one tile of keys and values widened.
+template <class T> std::size_t attention_workspace(const attention_args<T>& a) noexcept {
+    constexpr std::size_t bq = attention_query_block, bk = attention_key_block;
+    const std::size_t staged = std::is_same_v<T, float> ? 0 : bk * (a.d + a.dv);
+    return a.d * bq + bk * bq + bq * a.dv + 3 * bq + staged;
+}
+
+/// Runs tasks [task_begin, task_end) (see attention_tasks) with attention_workspace floats of scratch.
+struct flash_attention {
+    template <class Arch, class T>
+    void operator()(Arch, const attention_args<T>* args, float* workspace, std::size_t task_begin,
+                    std::size_t task_end) const noexcept;
+};
+
+namespace detail {
+
+// The register tiles of one arch: a block of bq queries spans `regs` registers; `rows` keys (for the
+// scores) or queries (for the product with V) share each register tile.
+template <class Arch> struct flash_shape {
+    using V = simd::vec<float, Arch>;
+    static constexpr std::size_t w = simd::width<V>;
+    static constexpr std::size_t regs = 4;
+    static constexpr std::size_t bq = regs * w;
+    static constexpr std::size_t rows = w >= 16 ? 6 : 2; // 24 accumulators of 32 registers, or 8 of 16
+};
+
+// The scratch of one block: the queries transposed and scaled (d × bq), a tile of scores transposed
+// (keys × bq, then the probabilities in place), the output accumulator (bq × dv), the running max and
+// sum and the rescale factor per query, and for bfloat16 the widened tile of keys and values.
+struct flash_scratch {
+    float *qt, *st, *o, *m, *l, *alpha, *kf, *vf;
+    flash_scratch(float* w, std::size_t d, std::size_t dv) noexcept {
+        constexpr std::size_t bq = attention_query_block, bk = attention_key_block;
+        qt = w;
+        st = qt + d * bq;
+        o = st + bk * bq;
+        m = o + bq * dv;
+        l = m + bq;
+        alpha = l + bq;
+        kf = alpha + bq;
+        vf = kf + bk * d;
+    }
+};
+
+// st[r][c] = Σ_d krow[r][d] · qt[d][c] for R keys and the bq queries of the block.
+template <class Arch, std::size_t R>
+LACUNA_ALWAYS_INLINE void score_tile(const float* const* krow, const float* qt, std::size_t d, float* st) noexcept {
+    using S = flash_shape<Arch>;
+    using V = typename S::V;
+    V acc[R][S::regs];
+    for (std::size_t r = 0; r < R; ++r)
+        for (std::size_t t = 0; t < S::regs; ++t) acc[r][t] = V(0.f);
+    for (std::size_t c = 0; c < d; ++c) {
+        V qv[S::regs];
+        for (std::size_t t = 0; t < S::regs; ++t) qv[t] = simd::load<V>(qt + c * S::bq + t * S::w);
+        for (std::size_t r = 0; r < R; ++r) {
+            const V kb(krow[r][c]);
+            for (std::size_t t = 0; t < S::regs; ++t) acc[r][t] = simd::fma(kb, qv[t], acc[r][t]);
+        }
+    }
+    for (std::size_t r = 0; r < R; ++r)
+        for (std::size_t t = 0; t < S::regs; ++t) simd::store(st + r * S::bq + t * S::w, acc[r][t]);
+}
+
+// o[c][cols] = o[c][cols] · alpha[c] + Σ_j p[j][c] · vrow(j)[cols] for R queries c0 .. c0 + R - 1 and
+// the columns [j0, j0 + tiles · width<V>).
+template <class V, std::size_t tiles, std::size_t R, class VRow>
+LACUNA_ALWAYS_INLINE void value_tile(float* o, std::size_t ldo, const float* alpha, const float* p, std::size_t ldp,
+                                     std::size_t keys, const VRow& vrow, std::size_t col) noexcept {
+    constexpr std::size_t w = simd::width<V>;
+    V acc[R][tiles];
+    for (std::size_t r = 0; r < R; ++r)
+        for (std::size_t t = 0; t < tiles; ++t) acc[r][t] = simd::load<V>(o + r * ldo + col + t * w) * V(alpha[r]);
+    for (std::size_t j = 0; j < keys; ++j) {
+        V pr[R];
+        for (std::size_t r = 0; r < R; ++r) pr[r] = V(p[j * ldp + r]);
+        const float* row = vrow(j) + col;
+        for (std::size_t t = 0; t < tiles; ++t) {
+            const V vt = simd::load<V>(row + t * w);
+            for (std::size_t r = 0; r < R; ++r) acc[r][t] = simd::fma(pr[r], vt, acc[r][t]);
+        }
+    }
+    for (std::size_t r = 0; r < R; ++r)
+        for (std::size_t t = 0; t < tiles; ++t) simd::store(o + r * ldo + col + t * w, acc[r][t]);
+}
+
+// Folds a tile of scores (keys × bq, masked scores -inf) into the running max m and sum l of each
+// query, leaving exp(score - max) in place and the factor that rescales the accumulator in alpha.
+template <class Arch> LACUNA_ALWAYS_INLINE void online_softmax(const flash_scratch& s, std::size_t keys) noexcept {
+    using S = flash_shape<Arch>;
+    using V = typename S::V;
+    const V neg_inf(-std::numeric_limits<float>::infinity());
+    for (std::size_t c = 0; c < S::bq; c += S::w) {
+        const V m_old = simd::load<V>(s.m + c);
+        V m_new = m_old;
+        for (std::size_t j = 0; j < keys; ++j) m_new = simd::max(m_new, simd::load<V>(s.st + j * S::bq + c));
+        // Nothing kept yet: subtract 0, so that exp(-inf - 0) = 0 rather than exp(-inf + inf) = NaN.
+        const V m_use = simd::select(m_new == neg_inf, V(0.f), m_new);
+        V sum(0.f);
+        for (std::size_t j = 0; j < keys; ++j) {
+            const V p = simd::exp(simd::load<V>(s.st + j * S::bq + c) - m_use);
+            simd::store(s.st + j * S::bq + c, p);
+            sum += p;
+        }
+        const V alpha = simd::exp(m_old - m_use);
+        simd::store(s.alpha + c, alpha);
+        simd::store(s.l + c, simd::fma(simd::load<V>(s.l + c), alpha, sum));
+        simd::store(s.m + c, m_new);
+    }
+}
+
+// Masks a tile of scores st (keys × bq) for queries [i0, i0 + n) and keys [j0, j0 + keys): the
+// causal bound (when the tile crosses it) and the dense masks.
+template <class T>
+void mask_tile(const attention_args<T>& a, std::size_t bi, std::size_t h, std::size_t i0, std::size_t n, std::size_t j0,
+               std::size_t keys, bool crosses_diagonal, float* st, std::size_t ldst) noexcept {
+    constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+    if (crosses_diagonal) {
+        // key j is kept for query i when j <= i + lkv - lq, i.e. for c >= j - (lkv - lq) - i0
+        const auto offset = std::ptrdiff_t(a.lkv) - std::ptrdiff_t(a.lq);
+        for (std::size_t j = 0; j < keys; ++j) {
+            const std::ptrdiff_t first = std::ptrdiff_t(j0 + j) - offset - std::ptrdiff_t(i0);
+            const std::size_t masked = std::size_t(std::clamp<std::ptrdiff_t>(first, 0, std::ptrdiff_t(n)));
+            for (std::size_t c = 0; c < masked; ++c) st[j * ldst + c] = neg_inf;
+        }
+    }
+    if (a.additive_mask) {
+        const float* add = a.additive_mask + a.additive_strides.at(bi, h) + j0;
+        for (std::size_t c = 0; c < n; ++c)
+            for (std::size_t j = 0; j < keys; ++j) st[j * ldst + c] += add[(i0 + c) * a.additive_strides.l + j];
+    }
+    if (a.boolean_mask) {
+        const bool* keep = a.boolean_mask + a.boolean_strides.at(bi, h) + j0;
+        for (std::size_t c = 0; c < n; ++c)
+            for (std::size_t j = 0; j < keys; ++j)
+                if (!keep[(i0 + c) * a.boolean_strides.l + j]) st[j * ldst + c] = neg_inf;
+    }
+}
+
+// Queries [i0, i0 + n) of head h in batch bi, n <= bq of the arch.
+template <class Arch, class T>
+void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_t bi, std::size_t h, std::size_t i0,
+                  std::size_t n) noexcept {
+    using S = flash_shape<Arch>;
+    constexpr std::size_t bk = attention_key_block;
+    const std::size_t hk = h / (a.q_heads / a.kv_heads);
+    const T* q = a.q + a.qs.at(bi, h) + i0 * a.qs.l;
+    const T* k = a.k + a.ks.at(bi, hk);
+    const T* v = a.v + a.vs.at(bi, hk);
+
+    // The queries, scaled, as columns: the score tile is then a product of broadcast keys and
+    // whole registers of queries. The padding columns are zero and never leave the scratch.
+    for (std::size_t c = 0; c < S::bq; ++c)
+        for (std::size_t e = 0; e < a.d; ++e) s.qt[e * S::bq + c] = c < n ? a.scale * float(q[c * a.qs.l + e]) : 0.f;
+    for (std::size_t c = 0; c < S::bq; ++c) {
+        s.m[c] = -std::numeric_limits<float>::infinity();
+        s.l[c] = 0.f;
+    }
+    std::fill(s.o, s.o + n * a.dv, 0.f);
+
+    // Keys past the last one the block's last query may see take no part.
+    const auto offset = std::ptrdiff_t(a.lkv) - std::ptrdiff_t(a.lq);
+    std::size_t kv_end = a.lkv;
+    if (a.causal) kv_end = std::size_t(std::clamp<std::ptrdiff_t>(std::ptrdiff_t(i0 + n) + offset, 0, std::ptrdiff_t(a.lkv)));
+
+    for (std::size_t j0 = 0; j0 < kv_end; j0 += bk) {
+        const std::size_t keys = std::min(bk, kv_end - j0);
+        const float* kt = nullptr;
+        const float* vt = nullptr;
+        std::size_t ldk = a.ks.l, ldv = a.vs.l;
+        if constexpr (std::is_same_v<T, float>) {
+            kt = k + j0 * a.ks.l;
+            vt = v + j0 * a.vs.l;
+        } else {
+            for (std::size_t j = 0; j < keys; ++j) {
+                convert{}(Arch{}, k + (j0 + j) * a.ks.l, s.kf + j * a.d, a.d);
+                convert{}(Arch{}, v + (j0 + j) * a.vs.l, s.vf + j * a.dv, a.dv);
+            }
+            kt = s.kf;
+            vt = s.vf;
+            ldk = a.d;
+            ldv = a.dv;
+        }
+
+        // Scores, R keys at a time.
+        std::size_t j = 0;
+        for (; j + S::rows <= keys; j += S::rows) {
+            const float* krow[S::rows];
+            for (std::size_t r = 0; r < S::rows; ++r) krow[r] = kt + (j + r) * ldk;
+            score_tile<Arch, S::rows>(krow, s.qt, a.d, s.st + j * S::bq);
+        }
+        for (; j < keys; ++j) {
+            const float* krow[1] = {kt + j * ldk};
+            score_tile<Arch, 1>(krow, s.qt, a.d, s.st + j * S::bq);
+        }
+
+        const bool crosses_diagonal = a.causal && std::ptrdiff_t(j0 + keys - 1) > std::ptrdiff_t(i0) + offset;
+        if (crosses_diagonal || a.additive_mask || a.boolean_mask)
+            mask_tile(a, bi, h, i0, n, j0, keys, crosses_diagonal, s.st, S::bq);
+        online_softmax<Arch>(s, keys);
+
+        // The accumulator: rescaled, plus probabilities × values, R queries at a time.
+        auto vrow = [&](std::size_t jj) { return vt + jj * ldv; };
+        for_each_panel<Arch>(a.dv, [&]<class V, std::size_t tiles>(std::size_t col) {
+            std::size_t c = 0;
+            for (; c + S::rows <= n; c += S::rows)
+                value_tile<V, tiles, S::rows>(s.o + c * a.dv, a.dv, s.alpha + c, s.st + c, S::bq, keys, vrow, col);
+            for (; c < n; ++c) value_tile<V, tiles, 1>(s.o + c * a.dv, a.dv, s.alpha + c, s.st + c, S::bq, keys, vrow, col);
+            return tiles * simd::width<V>;
+        });
+    }
+
+    // out = accumulator / sum; a query with nothing kept gets zeros and logsumexp -inf.
+    for (std::size_t c = 0; c < n; ++c) {
+        float* out = a.out + a.os.at(bi, h) + (i0 + c) * a.os.l;
+        const float l = s.l[c];
+        const float inv = 1.f / l;
+        for (std::size_t e = 0; e < a.dv; ++e) out[e] = l == 0.f ? 0.f : s.o[c * a.dv + e] * inv;
+        if (a.logsumexp)
+            a.logsumexp[(bi * a.q_heads + h) * a.lq + i0 + c] =
+                l == 0.f ? -std::numeric_limits<float>::infinity() : s.m[c] + std::log(l);
+    }
+}
+
+} // namespace detail
+
+template <class Arch, class T>
+void flash_attention::operator()(Arch, const attention_args<T>* args, float* workspace, std::size_t task_begin,
+                                 std::size_t task_end) const noexcept {
+    const attention_args<T>& a = *args;
+    const detail::flash_scratch s(workspace, a.d, a.dv);
+    constexpr std::size_t bq = detail::flash_shape<Arch>::bq;
+    static_assert(attention_query_block % bq == 0, "an arch's query block divides a task");
+    const std::size_t blocks = (a.lq + attention_query_block - 1) / attention_query_block;
+    for (std::size_t t = task_begin; t < task_end; ++t) {
+        const std::size_t block = t % blocks, h = t / blocks % a.q_heads, bi = t / blocks / a.q_heads;
+        const std::size_t end = std::min(a.lq, (block + 1) * attention_query_block);
+        for (std::size_t i0 = block * attention_query_block; i0 < end; i0 += bq)
+            detail::attend_block<Arch>(a, s, bi, h, i0, std::min(bq, end - i0));
+    }
+}
+
+} // namespace lacuna::kernels

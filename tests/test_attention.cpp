@@ -1,0 +1,255 @@
+// Fused attention against the double reference: head dims, lengths off the tiles, GQA, causal,
+// dense masks, bfloat16, strided views, numerics at the edges, bad input; every arch, 1 and 2 threads.
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <vector>
+
+#include "lacuna/attention.hpp"
+#include "lacuna/core/parallel.hpp"
+#include "lacuna/reference/attention.hpp"
+#include "support/arch.hpp"
+#include "support/catch.hpp"
+#include "support/compare.hpp"
+#include "support/layouts.hpp"
+#include "support/random.hpp"
+
+using lacuna::test::rel_error;
+
+namespace {
+
+constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+
+struct problem {
+    std::size_t batch, q_heads, kv_heads, lq, lkv, d, dv;
+};
+
+std::ostream& operator<<(std::ostream& os, const problem& p) {
+    return os << "B " << p.batch << ", Hq " << p.q_heads << ", Hkv " << p.kv_heads << ", Lq " << p.lq << ", Lkv " << p.lkv
+              << ", D " << p.d << ", Dv " << p.dv;
+}
+
+// Random q, k, v of a problem, contiguous [B, H, L, D].
+template <class T> struct operands {
+    problem p;
+    std::vector<T> q, k, v;
+    operands(std::mt19937_64& rng, const problem& pr, float lo = -1.f, float hi = 1.f)
+        : p(pr), q(lacuna::test::random_vector<T>(rng, pr.batch * pr.q_heads * pr.lq * pr.d, lo, hi)),
+          k(lacuna::test::random_vector<T>(rng, pr.batch * pr.kv_heads * pr.lkv * pr.d, lo, hi)),
+          v(lacuna::test::random_vector<T>(rng, pr.batch * pr.kv_heads * pr.lkv * pr.dv, lo, hi)) {}
+    lacuna::tensor4_view<const T> qv() const { return {q.data(), {p.batch, p.q_heads, p.lq, p.d}}; }
+    lacuna::tensor4_view<const T> kv() const { return {k.data(), {p.batch, p.kv_heads, p.lkv, p.d}}; }
+    lacuna::tensor4_view<const T> vv() const { return {v.data(), {p.batch, p.kv_heads, p.lkv, p.dv}}; }
+    std::size_t out_size() const { return p.batch * p.q_heads * p.lq * p.dv; }
+    lacuna::tensor4_view<float> out_view(std::vector<float>& out) const {
+        return {out.data(), {p.batch, p.q_heads, p.lq, p.dv}};
+    }
+};
+
+// The reference's score function for the options: scale, causal bound, dense masks.
+auto reference_score(const problem& p, const lacuna::attention_options& o) {
+    const double scale = std::isnan(o.scale) ? 1.0 / std::sqrt(double(p.d)) : double(o.scale);
+    return [=](std::size_t b, std::size_t h, std::size_t i, std::size_t j, double dot) {
+        auto at = [&](const auto& m) { return m(m.extent(0) == 1 ? 0 : b, m.extent(1) == 1 ? 0 : h, i, j); };
+        if (o.causal && double(j) > double(i) + double(p.lkv) - double(p.lq)) return -std::numeric_limits<double>::infinity();
+        if (o.boolean_mask.size() && !at(o.boolean_mask)) return -std::numeric_limits<double>::infinity();
+        double s = scale * dot;
+        if (o.additive_mask.size()) s += double(at(o.additive_mask));
+        return s;
+    };
+}
+
+struct result {
+    std::vector<float> out, lse;
+};
+
+// The kernel on 1 and 2 threads (which must agree to the bit), with out poisoned.
+template <class T> result run_attention(const operands<T>& x, lacuna::attention_options o) {
+    result first;
+    for (int threads : {1, 2}) {
+        lacuna::set_num_threads(threads);
+        result r{lacuna::test::poisoned(x.out_size()), lacuna::test::poisoned(x.p.batch * x.p.q_heads * x.p.lq)};
+        o.logsumexp = r.lse;
+        lacuna::attention(x.qv(), x.kv(), x.vv(), x.out_view(r.out), o);
+        if (threads == 1) {
+            first = r;
+        } else {
+            CHECK(lacuna::test::same_bits(first.out, r.out));
+            CHECK(lacuna::test::same_bits(first.lse, r.lse));
+        }
+    }
+    lacuna::set_num_threads(0);
+    return first;
+}
+
+template <class T> result run_reference(const operands<T>& x, const lacuna::attention_options& o) {
+    result r{std::vector<float>(x.out_size()), std::vector<float>(x.p.batch * x.p.q_heads * x.p.lq)};
+    lacuna::ref::attention(x.qv(), x.kv(), x.vv(), x.out_view(r.out), reference_score(x.p, o), r.lse);
+    return r;
+}
+
+template <class T> void check_against_reference(const operands<T>& x, const lacuna::attention_options& o, double tol = 2e-6) {
+    const result got = run_attention(x, o), want = run_reference(x, o);
+    CHECK(rel_error(got.out, want.out) <= tol);
+    CHECK(rel_error(got.lse, want.lse) <= tol);
+}
+
+} // namespace
+
+TEMPLATE_TEST_CASE("attention matches the reference", "[attention]", float, lacuna::bfloat16) {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    const problem problems[] = {
+        {1, 1, 1, 1, 1, 1, 1},        {1, 2, 2, 5, 9, 17, 17},      {2, 4, 1, 70, 70, 64, 64},
+        {1, 8, 2, 65, 130, 80, 80},   {1, 8, 1, 33, 200, 128, 128}, {1, 2, 2, 130, 40, 256, 256},
+        {1, 3, 3, 64, 64, 16, 40},    {2, 1, 1, 100, 1, 8, 3},      {1, 4, 4, 1, 300, 64, 64},
+    };
+    for (const problem& p : problems)
+        for (bool causal : {false, true}) {
+            INFO(p << (causal ? ", causal" : ""));
+            const operands<TestType> x(rng, p);
+            lacuna::attention_options o;
+            o.causal = causal;
+            check_against_reference(x, o);
+        }
+}
+
+TEST_CASE("attention applies additive and boolean masks, broadcast over batch and heads", "[attention]") {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    const problem p{2, 4, 2, 70, 90, 32, 24};
+    const operands<float> x(rng, p);
+    // Additive: per batch, broadcast over heads, with some -inf; boolean: one for all, 70% kept.
+    auto add = lacuna::test::random_vector(rng, p.batch * p.lq * p.lkv, -2.f, 2.f);
+    for (std::size_t i = 0; i < add.size(); i += 7) add[i] = neg_inf;
+    const auto keep = lacuna::test::random_mask(rng, p.lq * p.lkv, 0.7);
+    lacuna::attention_options o;
+    o.additive_mask = lacuna::tensor4_view<const float>(add.data(), {p.batch, 1, p.lq, p.lkv});
+    SECTION("additive") { check_against_reference(x, o); }
+    o.boolean_mask = lacuna::tensor4_view<const bool>(lacuna::test::as_bools(keep).data(), {1, 1, p.lq, p.lkv});
+    SECTION("both") { check_against_reference(x, o); }
+    SECTION("both and causal") {
+        o.causal = true;
+        check_against_reference(x, o);
+    }
+}
+
+TEST_CASE("attention: a query that attends nothing gets zeros and logsumexp -inf", "[attention]") {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    const problem p{1, 2, 1, 80, 70, 16, 16};
+    const operands<float> x(rng, p);
+    std::vector<char> keep(p.lq * p.lkv, 1);
+    for (std::size_t i : {0, 3, 64, 79})
+        for (std::size_t j = 0; j < p.lkv; ++j) keep[i * p.lkv + j] = 0;
+    lacuna::attention_options o;
+    o.boolean_mask = lacuna::tensor4_view<const bool>(lacuna::test::as_bools(keep).data(), {1, 1, p.lq, p.lkv});
+    const result r = run_attention(x, o);
+    for (std::size_t h = 0; h < p.q_heads; ++h)
+        for (std::size_t i : {0, 3, 64, 79}) {
+            CHECK(r.lse[h * p.lq + i] == neg_inf);
+            for (std::size_t c = 0; c < p.dv; ++c) CHECK(r.out[(h * p.lq + i) * p.dv + c] == 0.f);
+        }
+    check_against_reference(x, o);
+
+    SECTION("causal with more queries than keys: the first Lq - Lkv queries see nothing") {
+        const problem q{1, 1, 1, 100, 30, 8, 8};
+        const operands<float> y(rng, q);
+        lacuna::attention_options c;
+        c.causal = true;
+        const result s = run_attention(y, c);
+        for (std::size_t i = 0; i < 70; ++i) CHECK(s.lse[i] == neg_inf);
+        CHECK(std::isfinite(s.lse[70]));
+        check_against_reference(y, c);
+    }
+    SECTION("no keys at all") {
+        const problem q{1, 2, 2, 5, 0, 8, 4};
+        const operands<float> y(rng, q);
+        const result s = run_attention(y, {});
+        for (float v : s.out) CHECK(v == 0.f);
+        for (float v : s.lse) CHECK(v == neg_inf);
+    }
+}
+
+TEST_CASE("attention: logits near 1e4 stay exact, NaN propagates", "[attention]") {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    // Integer q and k: every score is an exact float up to ±1.6e4, so only the softmax can lose bits.
+    const problem p{1, 2, 2, 70, 90, 64, 32};
+    operands<float> x(rng, p);
+    for (auto* t : {&x.q, &x.k})
+        for (float& e : *t) e = std::round(e * 15.f);
+    lacuna::attention_options o;
+    o.scale = 1.f;
+    check_against_reference(x, o);
+    o.causal = true;
+    check_against_reference(x, o);
+
+    x.q[(1 * p.lq + 5) * p.d + 3] = std::numeric_limits<float>::quiet_NaN(); // head 1, query 5
+    const result r = run_attention(x, o);
+    for (std::size_t c = 0; c < p.dv; ++c) CHECK(std::isnan(r.out[(1 * p.lq + 5) * p.dv + c]));
+    CHECK(std::isnan(r.lse[1 * p.lq + 5]));
+    CHECK(rel_error(r.out, run_reference(x, o).out) <= 2e-6);
+}
+
+TEST_CASE("attention reads strided views: q, k, v and out as [B, L, H, D]", "[attention]") {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    const problem p{2, 4, 2, 67, 67, 24, 24};
+    const operands<float> x(rng, p); // contiguous [B, H, L, D], the reference's operands
+    auto to_bshd = [](const std::vector<float>& t, std::size_t b, std::size_t h, std::size_t l, std::size_t d) {
+        std::vector<float> out(t.size());
+        for (std::size_t bi = 0; bi < b; ++bi)
+            for (std::size_t hi = 0; hi < h; ++hi)
+                for (std::size_t li = 0; li < l; ++li)
+                    for (std::size_t di = 0; di < d; ++di)
+                        out[((bi * l + li) * h + hi) * d + di] = t[((bi * h + hi) * l + li) * d + di];
+        return out;
+    };
+    const auto q = to_bshd(x.q, p.batch, p.q_heads, p.lq, p.d), k = to_bshd(x.k, p.batch, p.kv_heads, p.lkv, p.d),
+               v = to_bshd(x.v, p.batch, p.kv_heads, p.lkv, p.dv);
+    auto bshd = [](auto* data, std::size_t b, std::size_t h, std::size_t l, std::size_t d) {
+        return lacuna::tensor4_view<std::remove_pointer_t<decltype(data)>>(data, {b, h, l, d}, {l * h * d, d, h * d, 1});
+    };
+    std::vector<float> out = lacuna::test::poisoned(x.out_size());
+    lacuna::attention_options o;
+    o.causal = true;
+    lacuna::attention<float>(bshd(q.data(), p.batch, p.q_heads, p.lq, p.d), bshd(k.data(), p.batch, p.kv_heads, p.lkv, p.d),
+                             bshd(v.data(), p.batch, p.kv_heads, p.lkv, p.dv), bshd(out.data(), p.batch, p.q_heads, p.lq, p.dv), o);
+    CHECK(rel_error(out, to_bshd(run_reference(x, o).out, p.batch, p.q_heads, p.lq, p.dv)) <= 2e-6);
+}
+
+TEST_CASE("attention rejects bad operands with a message naming them", "[attention][errors]") {
+    auto rng = lacuna::test::make_rng();
+    const problem p{1, 4, 2, 8, 8, 16, 16};
+    const operands<float> x(rng, p);
+    std::vector<float> out(x.out_size());
+    using lacuna::tensor4_view;
+    auto call = [&](tensor4_view<const float> q, tensor4_view<const float> k, tensor4_view<const float> v,
+                    tensor4_view<float> o, const lacuna::attention_options& opts = {}) { lacuna::attention(q, k, v, o, opts); };
+    CHECK_THROWS_WITH(call(x.qv(), tensor4_view<const float>(x.k.data(), {1, 2, 8, 8}), x.vv(), x.out_view(out)),
+                      "lacuna::attention: k is [1, 2, 8, 8], expected [1, 2, 8, 16] (q's batch and D)");
+    CHECK_THROWS_WITH(call(x.qv(), tensor4_view<const float>(x.k.data(), {1, 3, 8, 16}),
+                           tensor4_view<const float>(x.v.data(), {1, 3, 8, 16}), x.out_view(out)),
+                      "lacuna::attention: q has 4 heads and k 3; the query heads must be a multiple of the key heads");
+    CHECK_THROWS_WITH(call(x.qv(), x.kv(), x.vv(), tensor4_view<float>(out.data(), {1, 4, 8, 8})),
+                      "lacuna::attention: out is [1, 4, 8, 8], expected [1, 4, 8, 16] (q's batch, heads and length, v's Dv)");
+    const std::vector<float> every_other(2 * x.q.size());
+    CHECK_THROWS_WITH(call(tensor4_view<const float>(every_other, {1, 4, 8, 16}, {1024, 256, 32, 2}), x.kv(), x.vv(), x.out_view(out)),
+                      "lacuna::attention: the last dimension of q must be contiguous (stride 1), its stride is 2");
+    std::vector<float> shared = x.q; // out over q's memory
+    CHECK_THROWS_AS(call(tensor4_view<const float>(shared.data(), {1, 4, 8, 16}), x.kv(), x.vv(),
+                         tensor4_view<float>(shared.data(), {1, 4, 8, 16})),
+                    lacuna::aliasing_error);
+    lacuna::attention_options o;
+    std::vector<float> lse(5);
+    o.logsumexp = lse;
+    CHECK_THROWS_WITH(call(x.qv(), x.kv(), x.vv(), x.out_view(out), o),
+                      "lacuna::attention: logsumexp has 5 elements, expected 32 (B · Hq · Lq)");
+    std::vector<float> mask(2 * 8 * 8);
+    lacuna::attention_options m;
+    m.additive_mask = tensor4_view<const float>(mask.data(), {1, 2, 8, 8});
+    CHECK_THROWS_WITH(call(x.qv(), x.kv(), x.vv(), x.out_view(out), m),
+                      "lacuna::attention: additive_mask is [1, 2, 8, 8], expected [1, 4, 8, 8] (B, Hq, Lq, Lkv; an extent of "
+                      "1 broadcasts over B or Hq)");
+}
