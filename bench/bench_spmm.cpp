@@ -35,6 +35,9 @@
 
 namespace {
 
+using lacuna::bench::add_timed;
+using lacuna::bench::timed_case;
+
 // Dense operands are 64-byte aligned, as a tensor library allocates them: a vector load that
 // straddles two cache lines costs two.
 using buffer = lacuna::aligned_buffer<float>;
@@ -99,31 +102,6 @@ problem& problem_for(std::size_t m, std::size_t k, std::size_t n, double density
 #endif
     }
     return *p;
-}
-
-// One timed case: what to run, with the useful flops and the layout bytes of one call.
-struct timed_case {
-    std::function<void()> run;
-    double flops, bytes;
-};
-
-// Registers `name` on `threads` threads (lacuna and OpenBLAS alike); prepare() builds the operands
-// outside the timing, once per run.
-void add_timed(const std::string& name, int threads, std::function<timed_case()> prepare) {
-    benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
-        const timed_case c = prepare();
-        lacuna::set_num_threads(threads);
-#if LACUNA_BENCH_OPENBLAS
-        openblas_set_num_threads(threads);
-#endif
-        for (auto _ : state) {
-            c.run();
-            benchmark::ClobberMemory();
-        }
-        lacuna::set_num_threads(0);
-        state.counters["GFLOP/s"] = benchmark::Counter(c.flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-        state.counters["GB/s"] = benchmark::Counter(c.bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-    })->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
 using body = std::function<void(problem&)>;

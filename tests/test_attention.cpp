@@ -253,3 +253,17 @@ TEST_CASE("attention rejects bad operands with a message naming them", "[attenti
                       "lacuna::attention: additive_mask is [1, 2, 8, 8], expected [1, 4, 8, 8] (B, Hq, Lq, Lkv; an extent of "
                       "1 broadcasts over B or Hq)");
 }
+
+TEST_CASE("attention runs through the active arch's table", "[attention][dispatch]") {
+#if defined(LACUNA_COUNT_KERNEL_CALLS) && LACUNA_DISPATCH
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    const operands<float> x(rng, {1, 2, 2, 10, 10, 8, 8});
+    const operands<lacuna::bfloat16> y(rng, {1, 2, 2, 10, 10, 8, 8});
+    std::vector<float> out(x.out_size());
+    const auto before = lacuna::detail::kernel_calls(lacuna_test_arch).load();
+    lacuna::attention(x.qv(), x.kv(), x.vv(), x.out_view(out));
+    lacuna::attention(y.qv(), y.kv(), y.vv(), y.out_view(out));
+    CHECK(lacuna::detail::kernel_calls(lacuna_test_arch).load() > before + 1);
+#endif
+}

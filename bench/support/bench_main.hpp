@@ -9,13 +9,19 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
 
 #include <benchmark/benchmark.h>
 
+#include "lacuna/core/parallel.hpp"
 #include "lacuna/simd/dispatch.hpp"
+
+#if LACUNA_BENCH_OPENBLAS
+#include <cblas.h>
+#endif
 
 namespace lacuna::bench {
 
@@ -23,6 +29,31 @@ namespace lacuna::bench {
 inline bool& full_run() {
     static bool full = false;
     return full;
+}
+
+/// One timed case: what to run, with the useful flops and the bytes of the operands it streams.
+struct timed_case {
+    std::function<void()> run;
+    double flops, bytes;
+};
+
+/// Registers `name` on `threads` threads (lacuna and OpenBLAS alike), with GFLOP/s and GB/s counters;
+/// prepare() builds the operands outside the timing, once per run.
+inline void add_timed(const std::string& name, int threads, std::function<timed_case()> prepare) {
+    benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+        const timed_case c = prepare();
+        set_num_threads(threads);
+#if LACUNA_BENCH_OPENBLAS
+        openblas_set_num_threads(threads);
+#endif
+        for (auto _ : state) {
+            c.run();
+            benchmark::ClobberMemory();
+        }
+        set_num_threads(0);
+        state.counters["GFLOP/s"] = benchmark::Counter(c.flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+        state.counters["GB/s"] = benchmark::Counter(c.bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+    })->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
 inline std::string cpu_model() {

@@ -172,7 +172,8 @@ void attention(tensor4_view<const T> q, tensor4_view<const T> k, tensor4_view<co
     const std::size_t scratch = kernels::attention_workspace(args);
     aligned_buffer<float> workspace(parts * scratch, aligned_buffer<float>::uninitialized);
     parallel_for(parts, [&](std::size_t p) {
-        detail::dispatch<kernels::flash_attention>(&args, workspace.data() + p * scratch, bounds[p], bounds[p + 1]);
+        const kernels::attention_args<T>* operands = &args; // the table's slots take a pointer to const
+        detail::dispatch<kernels::flash_attention>(operands, workspace.data() + p * scratch, bounds[p], bounds[p + 1]);
     });
 }
 

@@ -1,0 +1,142 @@
+// Fused attention against the kernel a user composes with OpenBLAS (per tile of 128 queries: sgemm
+// for q·kᵀ, a vectorised softmax per row, sgemm for ·v) and the lacuna reference, in one binary.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lacuna/attention.hpp"
+#include "lacuna/core/aligned_buffer.hpp"
+#include "lacuna/core/bfloat16.hpp"
+#include "lacuna/primitives.hpp"
+#include "lacuna/reference/attention.hpp"
+#include "support/bench_main.hpp"
+
+namespace {
+
+using lacuna::bench::add_timed;
+using lacuna::bench::timed_case;
+using buffer = lacuna::aligned_buffer<float>;
+
+// One batch, `heads` heads of q, k, v, each [heads, l, d], in float and rounded to bfloat16.
+struct prefill {
+    std::size_t heads, l, d;
+    buffer q, k, v, out;
+    lacuna::aligned_buffer<lacuna::bfloat16> qb, kb, vb;
+    lacuna::tensor4_view<const float> view(const buffer& x) const { return {x.data(), {1, heads, l, d}}; }
+    lacuna::tensor4_view<const lacuna::bfloat16> view(const lacuna::aligned_buffer<lacuna::bfloat16>& x) const {
+        return {x.data(), {1, heads, l, d}};
+    }
+    lacuna::tensor4_view<float> out_view() { return {out.data(), {1, heads, l, d}}; }
+};
+
+prefill& prefill_for(std::size_t heads, std::size_t l, std::size_t d) {
+    static std::map<std::string, std::unique_ptr<prefill>> cache;
+    auto& p = cache[std::to_string(heads) + "x" + std::to_string(l) + "x" + std::to_string(d)];
+    if (!p) {
+        p = std::make_unique<prefill>();
+        p->heads = heads, p->l = l, p->d = d;
+        std::mt19937_64 rng(7);
+        std::normal_distribution<float> value(0.f, 1.f);
+        const std::size_t n = heads * l * d;
+        for (auto* x : {&p->q, &p->k, &p->v}) {
+            *x = buffer(n);
+            for (float& e : *x) e = value(rng);
+        }
+        p->out = buffer(n);
+        for (auto [from, to] : {std::pair{&p->q, &p->qb}, std::pair{&p->k, &p->kb}, std::pair{&p->v, &p->vb}}) {
+            *to = lacuna::aligned_buffer<lacuna::bfloat16>(n);
+            lacuna::convert(std::span<const float>(from->data(), n), std::span<lacuna::bfloat16>(to->data(), n));
+        }
+    }
+    return *p;
+}
+
+// Query-key pairs a causal (or full) square attention keeps per head.
+double kept_pairs(std::size_t l, bool causal) { return causal ? double(l) * double(l + 1) / 2 : double(l) * double(l); }
+
+#if LACUNA_BENCH_OPENBLAS
+// What a user writes with a BLAS: per head and tile of 128 queries, the scores with sgemm (only the
+// keys the causal bound allows), a softmax per row, the output with sgemm.
+void composed_attention(prefill& p, bool causal) {
+    constexpr std::size_t tile = 128;
+    static buffer scores;
+    if (scores.size() < tile * p.l) scores = buffer(tile * p.l);
+    const float scale = float(1.0 / std::sqrt(double(p.d)));
+    const int d = int(p.d);
+    for (std::size_t h = 0; h < p.heads; ++h) {
+        const float* q = p.q.data() + h * p.l * p.d;
+        const float* k = p.k.data() + h * p.l * p.d;
+        const float* v = p.v.data() + h * p.l * p.d;
+        float* out = p.out.data() + h * p.l * p.d;
+        for (std::size_t i0 = 0; i0 < p.l; i0 += tile) {
+            const std::size_t rows = std::min(tile, p.l - i0), keys = causal ? i0 + rows : p.l;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(keys), d, scale, q + i0 * p.d, d, k, d, 0.f,
+                        scores.data(), int(keys));
+            for (std::size_t r = 0; r < rows; ++r) {
+                float* row = scores.data() + r * keys;
+                const std::size_t kept = causal ? i0 + r + 1 : keys;
+                lacuna::softmax(std::span<const float>(row, kept), std::span<float>(row, kept));
+                std::fill(row + kept, row + keys, 0.f);
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), d, int(keys), 1.f, scores.data(), int(keys), v, d,
+                        0.f, out + i0 * p.d, d);
+        }
+    }
+}
+#endif
+
+void add_prefill(std::size_t heads, std::size_t l, std::size_t d, bool causal, bool with_reference) {
+    const std::string op = std::string(causal ? "causal" : "dense") + "_h" + std::to_string(heads) + "_d" + std::to_string(d);
+    const std::string size = std::to_string(l);
+    const double flops = 4.0 * kept_pairs(l, causal) * double(d) * double(heads);
+    auto add = [&](const std::string& impl, int threads, std::function<void(prefill&)> run) {
+        add_timed(op + "/" + impl + "/" + size, threads, [=] {
+            prefill& p = prefill_for(heads, l, d);
+            return timed_case{[&p, run] { run(p); }, flops, 3.0 * double(heads * l * d) * sizeof(float)};
+        });
+    };
+    lacuna::attention_options o;
+    o.causal = causal;
+    for (int threads : {1, 2}) {
+        const std::string suffix = threads == 1 ? "" : ".2t";
+        add("lacuna" + suffix, threads, [o](prefill& p) { lacuna::attention(p.view(p.q), p.view(p.k), p.view(p.v), p.out_view(), o); });
+        add("lacuna_bf16" + suffix, threads,
+            [o](prefill& p) { lacuna::attention(p.view(p.qb), p.view(p.kb), p.view(p.vb), p.out_view(), o); });
+#if LACUNA_BENCH_OPENBLAS
+        add("openblas" + suffix, threads, [causal](prefill& p) { composed_attention(p, causal); });
+#endif
+    }
+    if (with_reference)
+        add("ref", 1, [causal](prefill& p) {
+            const double scale = 1.0 / std::sqrt(double(p.d));
+            lacuna::ref::attention(p.view(p.q), p.view(p.k), p.view(p.v), p.out_view(),
+                                   [&](std::size_t, std::size_t, std::size_t i, std::size_t j, double dot) {
+                                       return causal && j > i ? -std::numeric_limits<double>::infinity() : scale * dot;
+                                   });
+        });
+}
+
+void register_cases() {
+    const bool full = lacuna::bench::full_run();
+    std::vector<std::size_t> lengths{1024, 4096};
+    if (full) lengths.push_back(8192);
+    for (std::size_t d : {64, 128})
+        for (std::size_t l : lengths)
+            for (bool causal : {false, true}) add_prefill(8, l, d, causal, false);
+    add_prefill(1, 512, 64, false, true); // the reference, at a size it finishes
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+#if LACUNA_BENCH_OPENBLAS
+    benchmark::AddCustomContext("openblas_core", openblas_get_corename());
+#endif
+    return lacuna::bench::run(argc, argv, register_cases, {"ref", "openblas"}, {"GFLOP/s"});
+}
