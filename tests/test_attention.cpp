@@ -1,6 +1,8 @@
 // Fused attention against the double reference: head dims, lengths off the tiles, GQA, causal,
 // dense masks, bfloat16, strided views, numerics at the edges, bad input; every arch, 1 and 2 threads.
 #include <cmath>
+#include <cstdint>
+#include <span>
 #include <cstddef>
 #include <limits>
 #include <vector>
@@ -266,4 +268,144 @@ TEST_CASE("attention runs through the active arch's table", "[attention][dispatc
     lacuna::attention(y.qv(), y.kv(), y.vv(), y.out_view(out));
     CHECK(lacuna::detail::kernel_calls(lacuna_test_arch).load() > before + 1);
 #endif
+}
+
+namespace {
+
+// The reference's score for flex attention: scale, score_mod, then masked unless the position's block
+// is listed (and, in a partial block, mask_mod keeps it).
+template <class MaskMod, class ScoreMod>
+auto flex_reference_score(const lacuna::block_mask& m, double scale, MaskMod mask_mod, ScoreMod score_mod) {
+    const std::size_t nkv = m.kv_blocks();
+    return [=, &m](std::size_t b, std::size_t h, std::size_t i, std::size_t j, double dot) {
+        const std::size_t row = ((m.batch() == 1 ? 0 : b) * m.heads() + (m.heads() == 1 ? 0 : h)) * m.q_blocks() + i / m.q_block();
+        const auto kb = std::int32_t(j / m.kv_block());
+        auto listed = [&](std::span<const std::int32_t> count, std::span<const std::int32_t> index) {
+            for (std::size_t e = 0; !count.empty() && e < std::size_t(count[row]); ++e)
+                if (index[row * nkv + e] == kb) return true;
+            return false;
+        };
+        const bool full = listed(m.full_kv_num_blocks(), m.full_kv_indices());
+        if (!full && !(listed(m.kv_num_blocks(), m.kv_indices()) && mask_mod(b, h, i, j)))
+            return -std::numeric_limits<double>::infinity();
+        return double(score_mod(float(scale * dot), b, h, i, j));
+    };
+}
+
+template <class T, class MaskMod, class ScoreMod>
+void check_flex(const operands<T>& x, const lacuna::block_mask& m, MaskMod mask_mod, ScoreMod score_mod, double tol = 2e-6) {
+    result first;
+    for (int threads : {1, 2}) {
+        lacuna::set_num_threads(threads);
+        result r{lacuna::test::poisoned(x.out_size()), lacuna::test::poisoned(x.p.batch * x.p.q_heads * x.p.lq)};
+        lacuna::flex_options o;
+        o.logsumexp = r.lse;
+        lacuna::flex_attention(x.qv(), x.kv(), x.vv(), m, x.out_view(r.out), mask_mod, score_mod, o);
+        if (threads == 1) {
+            first = r;
+        } else {
+            CHECK(lacuna::test::same_bits(first.out, r.out));
+            CHECK(lacuna::test::same_bits(first.lse, r.lse));
+        }
+    }
+    lacuna::set_num_threads(0);
+    result want{std::vector<float>(x.out_size()), std::vector<float>(x.p.batch * x.p.q_heads * x.p.lq)};
+    lacuna::ref::attention(x.qv(), x.kv(), x.vv(), x.out_view(want.out),
+                           flex_reference_score(m, 1.0 / std::sqrt(double(x.p.d)), mask_mod, score_mod), want.lse);
+    CHECK(rel_error(first.out, want.out) <= tol);
+    CHECK(rel_error(first.lse, want.lse) <= tol);
+}
+
+} // namespace
+
+TEST_CASE("create_block_mask classifies blocks as FlexAttention does", "[attention][flex]") {
+    // causal, 10 × 10 in blocks of 4: row 0 sees block 0 in part; row 1 block 0 whole, 1 in part;
+    // row 2 (queries 8, 9) blocks 0 and 1 whole, 2 in part.
+    const auto m = lacuna::create_block_mask([](std::size_t, std::size_t, std::size_t q, std::size_t kv) { return kv <= q; },
+                                             1, 1, 10, 10, 4, 4);
+    CHECK(m.q_blocks() == 3);
+    CHECK(m.kv_blocks() == 3);
+    CHECK(std::vector<std::int32_t>(m.kv_num_blocks().begin(), m.kv_num_blocks().end()) == std::vector<std::int32_t>{1, 1, 1});
+    CHECK(std::vector<std::int32_t>(m.full_kv_num_blocks().begin(), m.full_kv_num_blocks().end()) ==
+          std::vector<std::int32_t>{0, 1, 2});
+    CHECK(m.kv_indices()[0] == 0);
+    CHECK(m.kv_indices()[3] == 1);
+    CHECK(m.kv_indices()[6] == 2);
+    CHECK(m.full_kv_indices()[3] == 0);
+    CHECK(m.full_kv_indices()[6] == 0);
+    CHECK(m.full_kv_indices()[7] == 1);
+    CHECK(m.listed_blocks() == 6);
+}
+
+TEST_CASE("flex_attention matches the reference", "[attention][flex]") {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    auto causal = [](std::size_t, std::size_t, std::size_t q, std::size_t kv) { return kv <= q; };
+    auto window = [](std::size_t, std::size_t h, std::size_t q, std::size_t kv) { return kv <= q && q - kv < 20 + 10 * h; };
+    auto alibi = [](float s, std::size_t, std::size_t h, std::size_t q, std::size_t kv) {
+        return s - 0.05f * float(h + 1) * (float(q) - float(kv));
+    };
+    auto softcap = [](float s, std::size_t, std::size_t, std::size_t, std::size_t) { return 5.f * std::tanh(s / 5.f); };
+    SECTION("causal, blocks of 128 over lengths off the blocks") {
+        const operands<float> x(rng, {1, 4, 2, 300, 300, 64, 64});
+        check_flex(x, lacuna::create_block_mask(causal, 1, 1, 300, 300), causal, lacuna::no_score_mod{});
+    }
+    SECTION("per-head sliding window with ALiBi, small blocks, bfloat16") {
+        const operands<lacuna::bfloat16> x(rng, {2, 3, 3, 97, 97, 32, 16});
+        check_flex(x, lacuna::create_block_mask(window, 1, 3, 97, 97, 16, 24), window, alibi);
+    }
+    SECTION("score_mod alone over a dense mask, Lq != Lkv") {
+        const operands<float> x(rng, {1, 2, 1, 40, 170, 17, 17});
+        check_flex(x, lacuna::create_block_mask(lacuna::no_mask_mod{}, 1, 1, 40, 170, 32, 64), lacuna::no_mask_mod{}, softcap);
+    }
+}
+
+TEST_CASE("flex_attention takes FlexAttention's arrays as they are", "[attention][flex]") {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    // Lq 5, Lkv 7 in blocks of 2 × 3: 3 query blocks, 3 key blocks, written by hand. Query block 1 has
+    // only full blocks (listed out of order), query block 2 only a partial one.
+    const std::vector<std::int32_t> num{1, 0, 1}, indices{1, 0, 0, 0, 0, 0, 2, 0, 0};
+    const std::vector<std::int32_t> full_num{1, 2, 0}, full_indices{0, 0, 0, 2, 0, 0, 0, 0, 0};
+    const lacuna::block_mask m(1, 1, 5, 7, 2, 3, num, indices, full_num, full_indices);
+    auto mask_mod = [](std::size_t, std::size_t, std::size_t q, std::size_t kv) { return (q + kv) % 3 != 0; };
+    const operands<float> x(rng, {1, 2, 2, 5, 7, 8, 8});
+    check_flex(x, m, mask_mod, lacuna::no_score_mod{});
+
+    SECTION("a query block with nothing listed attends nothing") {
+        const std::vector<std::int32_t> none{1, 0, 0}, none_indices{2, 0, 0, 0, 0, 0, 0, 0, 0};
+        const lacuna::block_mask empty(1, 1, 5, 7, 2, 3, none, none_indices);
+        std::vector<float> out = lacuna::test::poisoned(x.out_size()), lse(2 * 5);
+        lacuna::flex_options o;
+        o.logsumexp = lse;
+        lacuna::flex_attention(x.qv(), x.kv(), x.vv(), empty, x.out_view(out), lacuna::no_mask_mod{}, lacuna::no_score_mod{}, o);
+        for (std::size_t h = 0; h < 2; ++h)
+            for (std::size_t i = 2; i < 5; ++i) {
+                CHECK(lse[h * 5 + i] == neg_inf);
+                for (std::size_t c = 0; c < 8; ++c) CHECK(out[(h * 5 + i) * 8 + c] == 0.f);
+            }
+        check_flex(x, empty, lacuna::no_mask_mod{}, lacuna::no_score_mod{});
+    }
+}
+
+TEST_CASE("block_mask and flex_attention reject bad arrays and shapes", "[attention][flex][errors]") {
+    const std::vector<std::int32_t> num{1, 0, 1}, ok{1, 0, 0, 0, 0, 0, 2, 0, 0};
+    CHECK_NOTHROW(lacuna::block_mask(1, 1, 5, 7, 2, 3, num, ok));
+    CHECK_THROWS_WITH(lacuna::block_mask(1, 1, 5, 7, 2, 3, num, std::vector<std::int32_t>{3, 0, 0, 0, 0, 0, 2, 0, 0}),
+                      "lacuna::block_mask: kv_indices[0] is 3, outside the 3 key blocks");
+    CHECK_THROWS_WITH(lacuna::block_mask(1, 1, 5, 7, 2, 3, std::vector<std::int32_t>{1, 4, 1}, ok),
+                      "lacuna::block_mask: kv_num_blocks[1] is 4, outside [0, 3]");
+    CHECK_THROWS_WITH(lacuna::block_mask(1, 1, 5, 7, 2, 3, num, ok, std::vector<std::int32_t>{1, 0, 0}, ok),
+                      "lacuna::block_mask: key block 1 is listed twice for query block row 0 (full_kv_indices[0])");
+    CHECK_THROWS_WITH(lacuna::block_mask(1, 1, 5, 7, 2, 3, num, std::vector<std::int32_t>(8)),
+                      "lacuna::block_mask: kv_indices has 8 elements, expected 9 (B · H · n_q_blocks · n_kv_blocks)");
+    CHECK_THROWS_AS(lacuna::create_block_mask(lacuna::no_mask_mod{}, 1, 1, 4, 4, 0, 2), lacuna::shape_error);
+
+    auto rng = lacuna::test::make_rng();
+    const operands<float> x(rng, {1, 2, 2, 6, 7, 8, 8});
+    std::vector<float> out(x.out_size());
+    const lacuna::block_mask m(1, 1, 5, 7, 2, 3, num, ok);
+    CHECK_THROWS_WITH(lacuna::flex_attention(x.qv(), x.kv(), x.vv(), m, x.out_view(out)),
+                      "lacuna::flex_attention: the block mask is for [1, 1] x 5 x 7, the operands are [1, 2] x 6 x 7 (B "
+                      "and H of the mask may be 1)");
 }

@@ -6,8 +6,10 @@
 #include <cmath>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "lacuna/core/aligned_buffer.hpp"
@@ -16,6 +18,7 @@
 #include "lacuna/core/error.hpp"
 #include "lacuna/core/parallel.hpp"
 #include "lacuna/kernels/attention/flash.hpp"
+#include "lacuna/layout/block_mask.hpp"
 #include "lacuna/simd/dispatch.hpp"
 
 namespace lacuna {
@@ -81,6 +84,71 @@ const M* mask_operand(const char* where, const char* name, const tensor4_view<co
     return mask.data();
 }
 
+// The checks every attention entry point makes: shapes, contiguous rows, aliasing, logsumexp's size.
+// Fills the operand fields of args.
+template <class T>
+void check_attention_operands(const char* where, tensor4_view<const T> q, tensor4_view<const T> k, tensor4_view<const T> v,
+                              tensor4_view<float> out, std::span<float> logsumexp, kernels::attention_args<T>& args) {
+    const std::size_t batch = q.extent(0), q_heads = q.extent(1), lq = q.extent(2), d = q.extent(3);
+    const std::size_t kv_heads = k.extent(1), lkv = k.extent(2), dv = v.extent(3);
+    check_extents(where, "k", k.extents(), {batch, kv_heads, lkv, d}, "q's batch and D");
+    check_extents(where, "v", v.extents(), {batch, kv_heads, lkv, dv}, "k's batch, heads and length");
+    check_extents(where, "out", out.extents(), {batch, q_heads, lq, dv}, "q's batch, heads and length, v's Dv");
+    if (q_heads != 0 && (kv_heads == 0 || q_heads % kv_heads != 0))
+        fail<shape_error>(where, ": q has ", q_heads, " heads and k ", kv_heads,
+                          "; the query heads must be a multiple of the key heads");
+    for (auto [name, view] : {std::pair{"q", q}, std::pair{"k", k}, std::pair{"v", v}}) check_contiguous_rows(where, name, view);
+    check_contiguous_rows(where, "out", out);
+    if (!logsumexp.empty()) check_size(where, "logsumexp", logsumexp.size(), batch * q_heads * lq, "B · Hq · Lq");
+
+    const std::size_t out_bytes = span_bytes(out);
+    auto check_apart = [&](const char* name, const void* p, std::size_t bytes) {
+        const auto o = reinterpret_cast<std::uintptr_t>(out.data()), x = reinterpret_cast<std::uintptr_t>(p);
+        if (out_bytes && bytes && o < x + bytes && x < o + out_bytes)
+            fail<aliasing_error>(where, ": out and ", name, " overlap in memory; attention cannot run in place");
+    };
+    check_apart("q", q.data(), span_bytes(q));
+    check_apart("k", k.data(), span_bytes(k));
+    check_apart("v", v.data(), span_bytes(v));
+    check_apart("logsumexp", logsumexp.data(), logsumexp.size_bytes());
+
+    args.q = q.data();
+    args.k = k.data();
+    args.v = v.data();
+    args.out = out.data();
+    args.qs = strides_of(q);
+    args.ks = strides_of(k);
+    args.vs = strides_of(v);
+    args.os = strides_of(out);
+    args.batch = batch;
+    args.q_heads = q_heads;
+    args.kv_heads = kv_heads;
+    args.lq = lq;
+    args.lkv = lkv;
+    args.d = d;
+    args.dv = dv;
+    args.logsumexp = logsumexp.empty() ? nullptr : logsumexp.data();
+}
+
+inline float attention_scale(float scale, std::size_t d) {
+    return std::isnan(scale) ? (d ? float(1.0 / std::sqrt(double(d))) : 1.f) : scale;
+}
+
+// Runs the tasks of args over threads, split by keys_of(task), the keys each one visits.
+template <class T, class KeysOf> void run_attention(const kernels::attention_args<T>& args, KeysOf&& keys_of) {
+    const std::size_t tasks = kernels::attention_tasks(args);
+    if (tasks == 0) return;
+    std::vector<std::size_t> work(tasks + 1, 0);
+    for (std::size_t t = 0; t < tasks; ++t) work[t + 1] = work[t] + keys_of(t);
+    const std::size_t parts = std::min<std::size_t>(std::size_t(num_threads()), tasks);
+    const std::vector<std::size_t> bounds = balanced_row_parts(tasks, parts, [&](std::size_t t) { return work[t]; });
+    const std::size_t scratch = kernels::attention_workspace(args);
+    aligned_buffer<float> workspace(parts * scratch, aligned_buffer<float>::uninitialized);
+    parallel_for(parts, [&](std::size_t p) {
+        dispatch<kernels::flash_attention>(&args, workspace.data() + p * scratch, bounds[p], bounds[p + 1]);
+    });
+}
+
 } // namespace detail
 
 /// Scaled dot-product attention, fused: out[b, h, i, :] = Σ_j softmax_j(s_ij) · v[b, h / (Hq/Hkv), j, :]
@@ -104,76 +172,109 @@ template <attention_value T>
 void attention(tensor4_view<const T> q, tensor4_view<const T> k, tensor4_view<const T> v, tensor4_view<float> out,
                const attention_options& opts = {}) {
     const char* where = "lacuna::attention";
-    const std::size_t batch = q.extent(0), q_heads = q.extent(1), lq = q.extent(2), d = q.extent(3);
-    const std::size_t kv_heads = k.extent(1), lkv = k.extent(2), dv = v.extent(3);
-    detail::check_extents(where, "k", k.extents(), {batch, kv_heads, lkv, d}, "q's batch and D");
-    detail::check_extents(where, "v", v.extents(), {batch, kv_heads, lkv, dv}, "k's batch, heads and length");
-    detail::check_extents(where, "out", out.extents(), {batch, q_heads, lq, dv}, "q's batch, heads and length, v's Dv");
-    if (q_heads != 0 && (kv_heads == 0 || q_heads % kv_heads != 0))
-        detail::fail<shape_error>(where, ": q has ", q_heads, " heads and k ", kv_heads,
-                                  "; the query heads must be a multiple of the key heads");
-    for (auto [name, view] : {std::pair{"q", q}, std::pair{"k", k}, std::pair{"v", v}})
-        detail::check_contiguous_rows(where, name, view);
-    detail::check_contiguous_rows(where, "out", out);
-    if (!opts.logsumexp.empty())
-        detail::check_size(where, "logsumexp", opts.logsumexp.size(), batch * q_heads * lq, "B · Hq · Lq");
-
     kernels::attention_args<T> args{};
-    args.additive_mask = detail::mask_operand(where, "additive_mask", opts.additive_mask, batch, q_heads, lq, lkv,
-                                              args.additive_strides);
-    args.boolean_mask =
-        detail::mask_operand(where, "boolean_mask", opts.boolean_mask, batch, q_heads, lq, lkv, args.boolean_strides);
-
-    const std::size_t out_bytes = detail::span_bytes(out);
-    auto check_apart = [&](const char* name, const void* p, std::size_t bytes) {
-        const auto o = reinterpret_cast<std::uintptr_t>(out.data()), x = reinterpret_cast<std::uintptr_t>(p);
-        if (out_bytes && bytes && o < x + bytes && x < o + out_bytes)
-            detail::fail<aliasing_error>(where, ": out and ", name, " overlap in memory; attention cannot run in place");
-    };
-    check_apart("q", q.data(), detail::span_bytes(q));
-    check_apart("k", k.data(), detail::span_bytes(k));
-    check_apart("v", v.data(), detail::span_bytes(v));
-    check_apart("logsumexp", opts.logsumexp.data(), opts.logsumexp.size_bytes());
-    if (out.size() == 0) return;
-
-    args.q = q.data();
-    args.k = k.data();
-    args.v = v.data();
-    args.out = out.data();
-    args.qs = detail::strides_of(q);
-    args.ks = detail::strides_of(k);
-    args.vs = detail::strides_of(v);
-    args.os = detail::strides_of(out);
-    args.batch = batch;
-    args.q_heads = q_heads;
-    args.kv_heads = kv_heads;
-    args.lq = lq;
-    args.lkv = lkv;
-    args.d = d;
-    args.dv = dv;
-    args.scale = std::isnan(opts.scale) ? (d ? float(1.0 / std::sqrt(double(d))) : 1.f) : opts.scale;
+    detail::check_attention_operands(where, q, k, v, out, opts.logsumexp, args);
+    args.additive_mask = detail::mask_operand(where, "additive_mask", opts.additive_mask, args.batch, args.q_heads,
+                                              args.lq, args.lkv, args.additive_strides);
+    args.boolean_mask = detail::mask_operand(where, "boolean_mask", opts.boolean_mask, args.batch, args.q_heads, args.lq,
+                                             args.lkv, args.boolean_strides);
+    args.scale = detail::attention_scale(opts.scale, args.d);
     args.causal = opts.causal;
-    args.logsumexp = opts.logsumexp.empty() ? nullptr : opts.logsumexp.data();
+    args.query_block = kernels::attention_query_block;
+    const std::size_t blocks = (args.lq + args.query_block - 1) / args.query_block;
+    detail::run_attention(args, [&](std::size_t t) {
+        if (!opts.causal) return args.lkv;
+        // keys up to the causal bound of the block's last query
+        const std::size_t end = std::min(args.lq, (t % blocks + 1) * args.query_block);
+        return std::size_t(std::clamp<std::ptrdiff_t>(std::ptrdiff_t(end + args.lkv) - std::ptrdiff_t(args.lq), 0,
+                                                      std::ptrdiff_t(args.lkv)));
+    });
+}
 
-    // Work per task: the keys its queries visit (all of them, or up to the causal bound).
-    constexpr std::size_t block = kernels::attention_query_block;
-    const std::size_t tasks = kernels::attention_tasks(args), blocks = tasks / (batch * q_heads);
-    std::vector<std::size_t> work(tasks + 1, 0);
-    for (std::size_t t = 0; t < tasks; ++t) {
-        std::size_t keys = lkv;
-        if (opts.causal) {
-            const std::size_t last = std::min(lq, (t % blocks + 1) * block); // one past the block's last query
-            keys = std::size_t(std::clamp<std::ptrdiff_t>(std::ptrdiff_t(last + lkv) - std::ptrdiff_t(lq), 0, std::ptrdiff_t(lkv)));
+struct flex_options {
+    /// Multiplies q·k before score_mod; NaN (the default) means 1/√D.
+    float scale = std::numeric_limits<float>::quiet_NaN();
+    /// As attention_options::logsumexp.
+    std::span<float> logsumexp{};
+};
+
+/// The default score_mod: the score unchanged.
+struct no_score_mod {
+    float operator()(float score, std::size_t, std::size_t, std::size_t, std::size_t) const noexcept { return score; }
+};
+
+/// The default mask_mod: every position of a partial block kept.
+struct no_mask_mod {
+    bool operator()(std::size_t, std::size_t, std::size_t, std::size_t) const noexcept { return true; }
+};
+
+namespace detail {
+
+template <class MaskMod, class ScoreMod> struct flex_mods {
+    const MaskMod& mask_mod;
+    const ScoreMod& score_mod;
+};
+
+// The hook the kernel calls per tile: score_mod on every score, then mask_mod on partial blocks.
+template <class MaskMod, class ScoreMod> void apply_flex_mods(const void* context, const kernels::scores_view& t) noexcept {
+    const auto& mods = *static_cast<const flex_mods<MaskMod, ScoreMod>*>(context);
+    constexpr bool scores = !std::is_same_v<ScoreMod, no_score_mod>, masks = !std::is_same_v<MaskMod, no_mask_mod>;
+    for (std::size_t j = 0; j < t.keys; ++j)
+        for (std::size_t c = 0; c < t.queries; ++c) {
+            float& s = t.st[j * t.ldst + c];
+            if constexpr (scores) s = mods.score_mod(s, t.batch, t.head, t.i0 + c, t.j0 + j);
+            if constexpr (masks)
+                if (!t.full && !mods.mask_mod(t.batch, t.head, t.i0 + c, t.j0 + j)) s = -std::numeric_limits<float>::infinity();
         }
-        work[t + 1] = work[t] + keys;
-    }
-    const std::size_t parts = std::min<std::size_t>(std::size_t(num_threads()), tasks);
-    const std::vector<std::size_t> bounds = detail::balanced_row_parts(tasks, parts, [&](std::size_t t) { return work[t]; });
-    const std::size_t scratch = kernels::attention_workspace(args);
-    aligned_buffer<float> workspace(parts * scratch, aligned_buffer<float>::uninitialized);
-    parallel_for(parts, [&](std::size_t p) {
-        const kernels::attention_args<T>* operands = &args; // the table's slots take a pointer to const
-        detail::dispatch<kernels::flash_attention>(operands, workspace.data() + p * scratch, bounds[p], bounds[p + 1]);
+}
+
+} // namespace detail
+
+/// FlexAttention on the CPU: attention over the key blocks `mask` lists for each query block, with
+/// mask_mod(b, h, q, kv) -> bool applied per element in partial blocks (full blocks skip it) and
+/// score_mod(score, b, h, q, kv) -> score applied to every scaled score before the mask, both plain
+/// C++ callables inlined into the loop over each tile. Blocks the mask does not list are never
+/// touched. Shapes as attention(); the mask is [B or 1, Hq or 1] over Lq × Lkv. A query whose blocks
+/// are all masked gets zeros and logsumexp -inf. Callables must be safe to call concurrently.
+///
+/// Cost: 4·D·(listed blocks' elements) FLOPs plus one call of the callables per visited score;
+/// scratch as attention(). Tasks (one query block of one head) are split over threads by the key
+/// blocks they visit; results do not depend on the thread count.
+///
+/// Throws shape_error if the shapes (or the mask's) do not fit, aliasing_error as attention().
+template <attention_value T, class MaskMod = no_mask_mod, class ScoreMod = no_score_mod>
+void flex_attention(tensor4_view<const T> q, tensor4_view<const T> k, tensor4_view<const T> v, const block_mask& mask,
+                    tensor4_view<float> out, const MaskMod& mask_mod = {}, const ScoreMod& score_mod = {},
+                    const flex_options& opts = {}) {
+    const char* where = "lacuna::flex_attention";
+    kernels::attention_args<T> args{};
+    detail::check_attention_operands(where, q, k, v, out, opts.logsumexp, args);
+    if ((mask.batch() != 1 && mask.batch() != args.batch) || (mask.heads() != 1 && mask.heads() != args.q_heads) ||
+        mask.q_len() != args.lq || mask.kv_len() != args.lkv)
+        detail::fail<shape_error>(where, ": the block mask is for [", mask.batch(), ", ", mask.heads(), "] x ", mask.q_len(),
+                                  " x ", mask.kv_len(), ", the operands are [", args.batch, ", ", args.q_heads, "] x ",
+                                  args.lq, " x ", args.lkv, " (B and H of the mask may be 1)");
+    args.scale = detail::attention_scale(opts.scale, args.d);
+    args.query_block = mask.q_block();
+    const std::size_t nq = mask.q_blocks();
+    const kernels::kv_block_lists lists{mask.kv_num_blocks().data(),
+                                        mask.kv_indices().data(),
+                                        mask.full_kv_num_blocks().empty() ? nullptr : mask.full_kv_num_blocks().data(),
+                                        mask.full_kv_indices().data(),
+                                        mask.batch() == 1 ? 0 : mask.heads() * nq,
+                                        mask.heads() == 1 ? 0 : nq,
+                                        mask.kv_blocks(),
+                                        mask.kv_block()};
+    args.blocks = &lists;
+    const detail::flex_mods<MaskMod, ScoreMod> mods{mask_mod, score_mod};
+    if constexpr (!std::is_same_v<MaskMod, no_mask_mod> || !std::is_same_v<ScoreMod, no_score_mod>)
+        args.hook = {&detail::apply_flex_mods<MaskMod, ScoreMod>, &mods};
+    detail::run_attention(args, [&](std::size_t t) {
+        const std::size_t qb = t % nq, h = t / nq % args.q_heads, b = t / nq / args.q_heads;
+        const std::size_t row = b * lists.batch_stride + h * lists.head_stride + qb;
+        std::size_t blocks = std::size_t(lists.num_partial[row]);
+        if (lists.num_full) blocks += std::size_t(lists.num_full[row]);
+        return blocks * mask.kv_block();
     });
 }
 

@@ -24,11 +24,41 @@ struct head_strides {
     std::size_t at(std::size_t bi, std::size_t hi) const noexcept { return bi * b + hi * h; }
 };
 
+/// A tile of scaled scores handed to a score_hook: st[j · ldst + c] is the score of query i0 + c and
+/// key j0 + j, for c < queries and j < keys; `full` when the block mask lists the tile's block as
+/// entirely unmasked.
+struct scores_view {
+    float* st;
+    std::size_t ldst, batch, head, i0, queries, j0, keys;
+    bool full;
+};
+
+/// Code the caller compiles (FlexAttention's mask_mod and score_mod, inlined into a loop over the
+/// tile) that the dispatched kernel calls once per tile, after the scores and before the softmax:
+/// it may change scores and set them to -inf to mask them.
+struct score_hook {
+    void (*fn)(const void* context, const scores_view& tile) noexcept = nullptr;
+    const void* context = nullptr;
+};
+
+/// The key blocks each block of queries visits, as FlexAttention's BlockMask lists them: for query
+/// block qb of (b, h), num_partial[n] blocks at partial[n · max_blocks ...] and num_full[n] at full[...],
+/// n = b · batch_stride + h · head_stride + qb (strides 0 where B or H is broadcast). Partial blocks go
+/// through the hook's mask, full ones skip it.
+struct kv_block_lists {
+    const std::int32_t* num_partial;
+    const std::int32_t* partial;
+    const std::int32_t* num_full; // null: no full blocks
+    const std::int32_t* full;
+    std::size_t batch_stride, head_stride, max_blocks, kv_block;
+};
+
 /// The operands of one attention call, checked by the entry point: q [B, Hq, Lq, D], k [B, Hkv, Lkv, D],
-/// v [B, Hkv, Lkv, Dv], out [B, Hq, Lq, Dv]; Hq a multiple of Hkv. Query i may attend key j when
-/// causal is off or j <= i + Lkv - Lq, and the boolean mask (if any) is true at [b, h, i, j]; the
-/// additive mask (if any) is added to the scaled score. logsumexp, if not null, receives one float
-/// per [b, h, i], contiguous.
+/// v [B, Hkv, Lkv, Dv], out [B, Hq, Lq, Dv]; Hq a multiple of Hkv. Tasks are query_block rows of one
+/// head. Query i may attend key j when causal is off or j <= i + Lkv - Lq, and the boolean mask (if
+/// any) is true at [b, h, i, j]; the additive mask (if any) is added to the scaled score. With
+/// blocks, only the listed key blocks are visited; the hook (if any) sees every tile. logsumexp, if
+/// not null, receives one float per [b, h, i], contiguous.
 template <class T> struct attention_args {
     const T* q;
     const T* k;
@@ -43,17 +73,20 @@ template <class T> struct attention_args {
     const bool* boolean_mask;
     head_strides boolean_strides;
     float* logsumexp;
+    std::size_t query_block;
+    const kv_block_lists* blocks;
+    score_hook hook;
 };
 
-/// A task is this many query rows of one head; keys are taken this many at a time. Both fixed (not
-/// per arch), so that the order of the online softmax, and thus every bit, is the same for any
-/// thread count.
+/// Query rows of a task of attention() (flex_attention's tasks are the block mask's query blocks),
+/// and keys per tile. Both fixed, not per arch, so that the order of the online softmax, and thus
+/// every bit, is the same for any thread count.
 inline constexpr std::size_t attention_query_block = 64;
 inline constexpr std::size_t attention_key_block = 64;
 
 /// Tasks of one call: every (batch, query head, block of query rows), in that order.
 template <class T> std::size_t attention_tasks(const attention_args<T>& a) noexcept {
-    return a.batch * a.q_heads * ((a.lq + attention_query_block - 1) / attention_query_block);
+    return a.batch * a.q_heads * ((a.lq + a.query_block - 1) / a.query_block);
 }
 
 /// The floats of scratch one thread needs: the block's transposed queries, one tile of scores, the
@@ -196,10 +229,34 @@ void mask_tile(const attention_args<T>& a, std::size_t bi, std::size_t h, std::s
     }
 }
 
-// Queries [i0, i0 + n) of head h in batch bi, n <= bq of the arch.
+// Calls visit(j_begin, j_end, full) for the key ranges queries [i0, i0 + n) of task block qb visit:
+// the listed blocks of a block mask, else every key up to the causal bound.
+template <class T, class Visit>
+LACUNA_ALWAYS_INLINE void for_each_key_range(const attention_args<T>& a, std::size_t bi, std::size_t h, std::size_t qb,
+                                             std::size_t i0, std::size_t n, Visit&& visit) noexcept {
+    if (const kv_block_lists* lists = a.blocks) {
+        const std::size_t row = bi * lists->batch_stride + h * lists->head_stride + qb;
+        auto visit_list = [&](const std::int32_t* count, const std::int32_t* index, bool full) {
+            for (std::size_t e = 0; e < std::size_t(count[row]); ++e) {
+                const std::size_t first = std::size_t(index[row * lists->max_blocks + e]) * lists->kv_block;
+                visit(first, std::min(a.lkv, first + lists->kv_block), full);
+            }
+        };
+        visit_list(lists->num_partial, lists->partial, false);
+        if (lists->num_full) visit_list(lists->num_full, lists->full, true);
+        return;
+    }
+    // Keys past the last one the block's last query may see take no part.
+    std::size_t kv_end = a.lkv;
+    if (a.causal)
+        kv_end = std::size_t(std::clamp<std::ptrdiff_t>(std::ptrdiff_t(i0 + n + a.lkv) - std::ptrdiff_t(a.lq), 0, std::ptrdiff_t(a.lkv)));
+    visit(0, kv_end, false);
+}
+
+// Queries [i0, i0 + n) of head h in batch bi, n <= bq of the arch, inside task block qb.
 template <class Arch, class T>
-void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_t bi, std::size_t h, std::size_t i0,
-                  std::size_t n) noexcept {
+void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_t bi, std::size_t h, std::size_t qb,
+                  std::size_t i0, std::size_t n) noexcept {
     using S = flash_shape<Arch>;
     constexpr std::size_t bk = attention_key_block;
     const std::size_t hk = h / (a.q_heads / a.kv_heads);
@@ -217,13 +274,10 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
     }
     std::fill(s.o, s.o + n * a.dv, 0.f);
 
-    // Keys past the last one the block's last query may see take no part.
     const auto offset = std::ptrdiff_t(a.lkv) - std::ptrdiff_t(a.lq);
-    std::size_t kv_end = a.lkv;
-    if (a.causal) kv_end = std::size_t(std::clamp<std::ptrdiff_t>(std::ptrdiff_t(i0 + n) + offset, 0, std::ptrdiff_t(a.lkv)));
-
-    for (std::size_t j0 = 0; j0 < kv_end; j0 += bk) {
-        const std::size_t keys = std::min(bk, kv_end - j0);
+    for_each_key_range(a, bi, h, qb, i0, n, [&](std::size_t j_begin, std::size_t j_end, bool full) {
+    for (std::size_t j0 = j_begin; j0 < j_end; j0 += bk) {
+        const std::size_t keys = std::min(bk, j_end - j0);
         const float* kt = nullptr;
         const float* vt = nullptr;
         std::size_t ldk = a.ks.l, ldv = a.vs.l;
@@ -256,6 +310,7 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
         const bool crosses_diagonal = a.causal && std::ptrdiff_t(j0 + keys - 1) > std::ptrdiff_t(i0) + offset;
         if (crosses_diagonal || a.additive_mask || a.boolean_mask)
             mask_tile(a, bi, h, i0, n, j0, keys, crosses_diagonal, s.st, S::bq);
+        if (a.hook.fn) a.hook.fn(a.hook.context, scores_view{s.st, S::bq, bi, h, i0, n, j0, keys, full});
         online_softmax<Arch>(s, keys);
 
         // The accumulator: rescaled, plus probabilities × values, R queries at a time.
@@ -268,6 +323,7 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
             return tiles * simd::width<V>;
         });
     }
+    });
 
     // out = accumulator / sum; a query with nothing kept gets zeros and logsumexp -inf.
     for (std::size_t c = 0; c < n; ++c) {
@@ -289,13 +345,13 @@ void flash_attention::operator()(Arch, const attention_args<T>* args, float* wor
     const attention_args<T>& a = *args;
     const detail::flash_scratch s(workspace, a.d, a.dv);
     constexpr std::size_t bq = detail::flash_shape<Arch>::bq;
-    static_assert(attention_query_block % bq == 0, "an arch's query block divides a task");
-    const std::size_t blocks = (a.lq + attention_query_block - 1) / attention_query_block;
+    static_assert(attention_query_block % bq == 0, "an arch's query block divides attention()'s tasks");
+    const std::size_t blocks = (a.lq + a.query_block - 1) / a.query_block;
     for (std::size_t t = task_begin; t < task_end; ++t) {
         const std::size_t block = t % blocks, h = t / blocks % a.q_heads, bi = t / blocks / a.q_heads;
-        const std::size_t end = std::min(a.lq, (block + 1) * attention_query_block);
-        for (std::size_t i0 = block * attention_query_block; i0 < end; i0 += bq)
-            detail::attend_block<Arch>(a, s, bi, h, i0, std::min(bq, end - i0));
+        const std::size_t end = std::min(a.lq, (block + 1) * a.query_block);
+        for (std::size_t i0 = block * a.query_block; i0 < end; i0 += bq)
+            detail::attend_block<Arch>(a, s, bi, h, block, i0, std::min(bq, end - i0));
     }
 }
 
