@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -13,6 +15,7 @@
 #include "lacuna/attention.hpp"
 #include "lacuna/core/aligned_buffer.hpp"
 #include "lacuna/core/bfloat16.hpp"
+#include "lacuna/layout/block_mask.hpp"
 #include "lacuna/primitives.hpp"
 #include "lacuna/reference/attention.hpp"
 #include "support/bench_main.hpp"
@@ -122,6 +125,67 @@ void add_prefill(std::size_t heads, std::size_t l, std::size_t d, bool causal, b
         });
 }
 
+// Attention over the key blocks of a block mask, against dense attention of the same shape: block
+// sparsity at `density` of the 128 × 128 blocks (random full blocks, the diagonal always kept), or a
+// causal sliding window of `window` keys (create_block_mask; partial blocks on the window's edges).
+void add_block_sparse(std::size_t heads, std::size_t l, std::size_t d, double density, std::size_t window) {
+    const std::string op = (window ? "window" + std::to_string(window) : "blocks" + std::to_string(int(density * 100)) + "%") +
+                           "_h" + std::to_string(heads) + "_d" + std::to_string(d);
+    const std::string size = std::to_string(l);
+    auto in_window = [window](std::size_t, std::size_t, std::size_t q, std::size_t kv) { return kv <= q && q - kv < window; };
+    auto make_mask = [=] {
+        if (window) return lacuna::create_block_mask(in_window, 1, 1, l, l);
+        const std::size_t n = (l + 127) / 128;
+        std::mt19937_64 rng(11);
+        std::vector<std::int32_t> count(heads * n, 0), index(heads * n * n, 0);
+        for (std::size_t row = 0; row < heads * n; ++row) {
+            std::vector<std::int32_t> blocks(n);
+            for (std::size_t j = 0; j < n; ++j) blocks[j] = std::int32_t(j);
+            std::shuffle(blocks.begin(), blocks.end(), rng);
+            const std::size_t diagonal = row % n;
+            index[row * n] = std::int32_t(diagonal);
+            std::size_t kept = 1;
+            for (std::size_t j = 0; j < n && double(kept) < density * double(n); ++j)
+                if (std::size_t(blocks[j]) != diagonal) index[row * n + kept++] = blocks[j];
+            count[row] = std::int32_t(kept);
+        }
+        return lacuna::block_mask(1, heads, l, l, 128, 128, std::vector<std::int32_t>(heads * n, 0), std::vector<std::int32_t>(heads * n * n, 0),
+                                  count, index);
+    };
+    const auto mask = std::make_shared<lacuna::block_mask>(make_mask());
+    double kept = 0; // query-key pairs in the listed blocks
+    {
+        const std::size_t n = mask->q_blocks(), rows = mask->heads() * n;
+        for (std::size_t row = 0; row < rows; ++row) {
+            const std::size_t qb = row % n, queries = std::min<std::size_t>(128, l - qb * 128);
+            for (auto list : {std::pair{mask->kv_num_blocks(), mask->kv_indices()}, std::pair{mask->full_kv_num_blocks(), mask->full_kv_indices()}})
+                for (std::size_t e = 0; e < std::size_t(list.first[row]); ++e)
+                    kept += double(queries) * double(std::min<std::size_t>(128, l - std::size_t(list.second[row * n + e]) * 128));
+        }
+        if (mask->heads() == 1) kept *= double(heads);
+    }
+    auto add = [&](const std::string& impl, int threads, double flops, std::function<void(prefill&)> run) {
+        add_timed(op + "/" + impl + "/" + size, threads, [=] {
+            prefill& p = prefill_for(heads, l, d);
+            return timed_case{[&p, run] { run(p); }, flops, 3.0 * double(heads * l * d) * sizeof(float)};
+        });
+    };
+    for (int threads : {1, 2}) {
+        const std::string suffix = threads == 1 ? "" : ".2t";
+        if (window)
+            add("lacuna" + suffix, threads, 4.0 * kept * double(d), [mask, in_window](prefill& p) {
+                lacuna::flex_attention(p.view(p.q), p.view(p.k), p.view(p.v), *mask, p.out_view(), in_window);
+            });
+        else
+            add("lacuna" + suffix, threads, 4.0 * kept * double(d),
+                [mask](prefill& p) { lacuna::flex_attention(p.view(p.q), p.view(p.k), p.view(p.v), *mask, p.out_view()); });
+        add("dense" + suffix, threads, 4.0 * kept * double(d),
+            [](prefill& p) { lacuna::attention(p.view(p.q), p.view(p.k), p.view(p.v), p.out_view()); });
+    }
+    if (window)
+        add("create_block_mask", 1, 0, [=](prefill&) { benchmark::DoNotOptimize(lacuna::create_block_mask(in_window, 1, 1, l, l)); });
+}
+
 void register_cases() {
     const bool full = lacuna::bench::full_run();
     std::vector<std::size_t> lengths{1024, 4096};
@@ -130,6 +194,9 @@ void register_cases() {
         for (std::size_t l : lengths)
             for (bool causal : {false, true}) add_prefill(8, l, d, causal, false);
     add_prefill(1, 512, 64, false, true); // the reference, at a size it finishes
+    const std::size_t sparse_length = full ? 8192 : 4096;
+    for (double density : {0.5, 0.2, 0.1, 0.05}) add_block_sparse(8, sparse_length, 128, density, 0);
+    add_block_sparse(8, sparse_length, 128, 0, 512);
 }
 
 } // namespace
@@ -138,5 +205,5 @@ int main(int argc, char** argv) {
 #if LACUNA_BENCH_OPENBLAS
     benchmark::AddCustomContext("openblas_core", openblas_get_corename());
 #endif
-    return lacuna::bench::run(argc, argv, register_cases, {"ref", "openblas"}, {"GFLOP/s"});
+    return lacuna::bench::run(argc, argv, register_cases, {"ref", "openblas", "dense"}, {"GFLOP/s"});
 }
