@@ -16,6 +16,7 @@
 #include "lacuna/core/aligned_buffer.hpp"
 #include "lacuna/core/bfloat16.hpp"
 #include "lacuna/layout/block_mask.hpp"
+#include "lacuna/masks.hpp"
 #include "lacuna/primitives.hpp"
 #include "lacuna/reference/attention.hpp"
 #include "support/bench_main.hpp"
@@ -132,7 +133,7 @@ void add_block_sparse(std::size_t heads, std::size_t l, std::size_t d, double de
     const std::string op = (window ? "window" + std::to_string(window) : "blocks" + std::to_string(int(density * 100)) + "%") +
                            "_h" + std::to_string(heads) + "_d" + std::to_string(d);
     const std::string size = std::to_string(l);
-    auto in_window = [window](std::size_t, std::size_t, std::size_t q, std::size_t kv) { return kv <= q && q - kv < window; };
+    const lacuna::masks::sliding_window in_window{window ? window - 1 : 0};
     auto make_mask = [=] {
         if (window) return lacuna::create_block_mask(in_window, 1, 1, l, l);
         const std::size_t n = (l + 127) / 128;

@@ -2,9 +2,11 @@
 // split into partial blocks (the mask function runs per element) and full blocks (it is skipped).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "lacuna/core/error.hpp"
@@ -99,14 +101,24 @@ private:
     std::vector<std::int32_t> num_partial_, partial_, num_full_, full_;
 };
 
+/// A mask_mod that can also list the keys query q keeps as runs: for_each_run(b, h, q, kv_len, f)
+/// calls f(begin, end, dense) for key ranges that together hold every kept key of q, with dense
+/// true only when every key of [begin, end) is kept. Runs may overlap and run past kv_len.
+/// The patterns of lacuna::masks are such masks.
+template <class M>
+concept run_listed_mask = requires(const M& m, void (*f)(std::size_t, std::size_t, bool)) {
+    m.for_each_run(std::size_t{}, std::size_t{}, std::size_t{}, std::size_t{}, f);
+};
+
 /// The block mask of mask_mod(b, h, q, kv) -> bool over [batch, heads, q_len, kv_len], as FlexAttention's
 /// create_block_mask builds it, without a compile step: a block where mask_mod is true at every
 /// position inside the sequences is full, one where it is true somewhere is partial, the rest are
 /// dropped. Pass batch or heads as 1 when mask_mod does not depend on them (it is then called with
-/// 0). Calls mask_mod Lq·Lkv·B·H times, spread over threads by query block; mask_mod must be safe to
-/// call concurrently. Throws shape_error for block sizes of 0.
+/// 0). Work: Lq·Lkv·B·H calls of mask_mod, or for a run_listed_mask (the patterns of lacuna::masks)
+/// one for_each_run per query and O(key blocks its runs touch); spread over threads by query block.
+/// mask_mod must be safe to call concurrently. Throws shape_error for block sizes of 0.
 template <class MaskMod>
-block_mask create_block_mask(MaskMod&& mask_mod, std::size_t batch, std::size_t heads, std::size_t q_len,
+block_mask create_block_mask(const MaskMod& mask_mod, std::size_t batch, std::size_t heads, std::size_t q_len,
                              std::size_t kv_len, std::size_t q_block = 128, std::size_t kv_block = 128) {
     if (q_block == 0 || kv_block == 0)
         detail::fail<shape_error>("lacuna::create_block_mask: block sizes must be positive, got ", q_block, " x ", kv_block);
@@ -115,16 +127,42 @@ block_mask create_block_mask(MaskMod&& mask_mod, std::size_t batch, std::size_t 
     std::vector<std::int32_t> num_partial(rows, 0), partial(rows * nkv, 0), num_full(rows, 0), full(rows * nkv, 0);
     parallel_for(rows, [&](std::size_t row) {
         const std::size_t qb = row % nq, h = row / nq % heads, b = row / nq / heads;
-        for (std::size_t kb = 0; kb < nkv; ++kb) {
-            bool any = false, all = true;
-            for (std::size_t i = qb * q_block; i < std::min(q_len, (qb + 1) * q_block); ++i)
-                for (std::size_t j = kb * kv_block; j < std::min(kv_len, (kb + 1) * kv_block); ++j) {
-                    const bool keep = mask_mod(b, h, i, j);
-                    any = any || keep;
-                    all = all && keep;
-                }
+        const std::size_t q_begin = qb * q_block, q_end = std::min(q_len, q_begin + q_block);
+        auto keys_of = [&](std::size_t kb) { return std::pair{kb * kv_block, std::min(kv_len, (kb + 1) * kv_block)}; };
+        auto classify = [&](std::size_t kb, bool any, bool all) {
             if (all) full[row * nkv + std::size_t(num_full[row]++)] = std::int32_t(kb);
             else if (any) partial[row * nkv + std::size_t(num_partial[row]++)] = std::int32_t(kb);
+        };
+        if constexpr (run_listed_mask<MaskMod>) {
+            // A block is full when each of its queries has one dense run over all of it.
+            std::vector<std::size_t> covered(nkv, 0), last_row(nkv, q_len);
+            std::vector<char> touched(nkv, 0);
+            for (std::size_t i = q_begin; i < q_end; ++i)
+                mask_mod.for_each_run(b, h, i, kv_len, [&](std::size_t first, std::size_t end, bool dense) {
+                    end = std::min(end, kv_len);
+                    if (first >= end) return;
+                    for (std::size_t kb = first / kv_block; kb <= (end - 1) / kv_block; ++kb) {
+                        touched[kb] = 1;
+                        const auto [k0, k1] = keys_of(kb);
+                        if (dense && first <= k0 && end >= k1 && last_row[kb] != i) {
+                            last_row[kb] = i;
+                            ++covered[kb];
+                        }
+                    }
+                });
+            for (std::size_t kb = 0; kb < nkv; ++kb) classify(kb, touched[kb], covered[kb] == q_end - q_begin);
+        } else {
+            for (std::size_t kb = 0; kb < nkv; ++kb) {
+                const auto [k0, k1] = keys_of(kb);
+                bool any = false, all = true;
+                for (std::size_t i = q_begin; i < q_end && (all || !any); ++i)
+                    for (std::size_t j = k0; j < k1; ++j) {
+                        const bool keep = mask_mod(b, h, i, j);
+                        any = any || keep;
+                        all = all && keep;
+                    }
+                classify(kb, any, all);
+            }
         }
     });
     return block_mask(batch, heads, q_len, kv_len, q_block, kv_block, num_partial, partial, num_full, full);

@@ -1,0 +1,176 @@
+// lacuna: the attention patterns of sparse-attention papers, each a FlexAttention mask_mod that also
+// lists its kept keys as runs, so create_block_mask classifies its blocks in O(Lq · n_kv_blocks)
+// instead of calling it Lq · Lkv times.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "lacuna/core/error.hpp"
+
+namespace lacuna::masks {
+
+/// Query q attends key kv when kv <= q + offset: offset = Lkv − Lq aligns it to the bottom right.
+struct causal {
+    std::ptrdiff_t offset = 0;
+    bool operator()(std::size_t, std::size_t, std::size_t q, std::size_t kv) const noexcept {
+        return std::ptrdiff_t(kv) <= std::ptrdiff_t(q) + offset;
+    }
+    template <class F> void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t, F&& f) const {
+        const std::ptrdiff_t end = std::ptrdiff_t(q) + offset + 1;
+        if (end > 0) f(std::size_t(0), std::size_t(end), true);
+    }
+};
+
+/// Keys q − before ≤ kv ≤ q + after (a causal local window of w keys: before = w − 1, after = 0).
+struct sliding_window {
+    std::size_t before, after = 0;
+    bool operator()(std::size_t, std::size_t, std::size_t q, std::size_t kv) const noexcept {
+        return kv + before >= q && kv <= q + after;
+    }
+    template <class F> void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t, F&& f) const {
+        f(q > before ? q - before : 0, q + after + 1, true);
+    }
+};
+
+/// The window of sliding_window, keeping every dilation-th key counted from the query (LongNet,
+/// dilated sliding windows): q − kv a multiple of dilation.
+struct dilated_window {
+    std::size_t before, after, dilation;
+    bool operator()(std::size_t b, std::size_t h, std::size_t q, std::size_t kv) const noexcept {
+        const std::size_t distance = q > kv ? q - kv : kv - q;
+        return sliding_window{before, after}(b, h, q, kv) && distance % dilation == 0;
+    }
+    template <class F> void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t, F&& f) const {
+        f(q > before ? q - before : 0, q + after + 1, dilation == 1);
+    }
+};
+
+/// StreamingLLM's A shape: the first `sinks` keys and a causal window of `window` keys, nothing in
+/// the future.
+struct sinks_and_window {
+    std::size_t sinks, window;
+    bool operator()(std::size_t, std::size_t, std::size_t q, std::size_t kv) const noexcept {
+        return kv <= q && (kv < sinks || q - kv < window);
+    }
+    template <class F> void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t, F&& f) const {
+        const std::size_t first = q + 1 > window ? q + 1 - window : 0;
+        if (first > sinks) f(std::size_t(0), std::min(sinks, q + 1), true);
+        f(first > sinks ? first : 0, q + 1, true);
+    }
+};
+
+/// Longformer's global attention over a local window: the listed global positions attend every key
+/// and are attended by every query; other pairs keep q − before ≤ kv ≤ q + after.
+struct global_tokens {
+    std::vector<std::size_t> global; // sorted
+    std::size_t before, after = 0;
+    bool is_global(std::size_t i) const noexcept { return std::binary_search(global.begin(), global.end(), i); }
+    bool operator()(std::size_t b, std::size_t h, std::size_t q, std::size_t kv) const noexcept {
+        return is_global(q) || is_global(kv) || sliding_window{before, after}(b, h, q, kv);
+    }
+    template <class F> void for_each_run(std::size_t b, std::size_t h, std::size_t q, std::size_t kv_len, F&& f) const {
+        if (is_global(q)) return f(std::size_t(0), kv_len, true);
+        for (std::size_t g : global) f(g, g + 1, true);
+        sliding_window{before, after}.for_each_run(b, h, q, kv_len, f);
+    }
+};
+
+/// BigBird: a window of `window_blocks` blocks either side of the query's block, the first
+/// `global_blocks` blocks as global rows and columns, and `random_blocks` key blocks per query block
+/// and head, drawn from `seed` over the ⌈kv_len / block⌉ key blocks (the same for every query of the
+/// block); blocks of `block` tokens.
+struct bigbird {
+    std::size_t block, window_blocks, global_blocks, random_blocks, kv_len;
+    std::uint64_t seed;
+
+    /// Throws shape_error for a block of 0 or an empty key sequence with random blocks.
+    bigbird(std::size_t block_size, std::size_t window, std::size_t globals, std::size_t randoms, std::size_t keys,
+            std::uint64_t random_seed = 0)
+        : block(block_size), window_blocks(window), global_blocks(globals), random_blocks(randoms), kv_len(keys),
+          seed(random_seed) {
+        if (block == 0 || (random_blocks > 0 && kv_len == 0))
+            detail::fail<shape_error>("lacuna::masks::bigbird: the block size and, with random blocks, kv_len must be positive");
+    }
+
+    /// Key block r-th random pick of query block qb for head h.
+    std::size_t random_block(std::size_t h, std::size_t qb, std::size_t r) const noexcept {
+        std::uint64_t x = seed + 0x9e3779b97f4a7c15ull * (1 + ((std::uint64_t(h) << 40) ^ (std::uint64_t(qb) << 8) ^ r));
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull; // splitmix64's finaliser
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+        return std::size_t((x ^ (x >> 31)) % ((kv_len + block - 1) / block));
+    }
+    bool operator()(std::size_t, std::size_t h, std::size_t q, std::size_t kv) const noexcept {
+        const std::size_t qb = q / block, kb = kv / block;
+        if (qb < global_blocks || kb < global_blocks || (qb > kb ? qb - kb : kb - qb) <= window_blocks) return true;
+        for (std::size_t r = 0; r < random_blocks; ++r)
+            if (random_block(h, qb, r) == kb) return true;
+        return false;
+    }
+    template <class F> void for_each_run(std::size_t, std::size_t h, std::size_t q, std::size_t len, F&& f) const {
+        const std::size_t qb = q / block;
+        if (qb < global_blocks) return f(std::size_t(0), len, true);
+        f(std::size_t(0), global_blocks * block, true);
+        f((qb > window_blocks ? qb - window_blocks : 0) * block, (qb + window_blocks + 1) * block, true);
+        for (std::size_t r = 0; r < random_blocks; ++r) {
+            const std::size_t kb = random_block(h, qb, r);
+            f(kb * block, (kb + 1) * block, true);
+        }
+    }
+};
+
+/// MInference's vertical-slash pattern, causal: the listed key columns for every query, and the
+/// listed diagonals (offsets q − kv ≥ 0).
+struct vertical_slash {
+    std::vector<std::size_t> columns;   // sorted
+    std::vector<std::size_t> diagonals; // sorted
+    bool operator()(std::size_t, std::size_t, std::size_t q, std::size_t kv) const noexcept {
+        return kv <= q && (std::binary_search(columns.begin(), columns.end(), kv) ||
+                           std::binary_search(diagonals.begin(), diagonals.end(), q - kv));
+    }
+    template <class F> void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t, F&& f) const {
+        for (std::size_t c : columns)
+            if (c <= q) f(c, c + 1, true);
+        for (std::size_t d : diagonals)
+            if (d <= q) f(q - d, q - d + 1, true);
+    }
+};
+
+/// Packed variable-length sequences (document masking): query and key in the same sequence, where
+/// sequence s holds positions [cu_seqlens[s], cu_seqlens[s + 1]); causal within it if asked.
+struct document {
+    std::vector<std::size_t> cu_seqlens; // starts with 0, nondecreasing
+    bool causal = true;
+    explicit document(std::vector<std::size_t> cu, bool is_causal = true) : cu_seqlens(std::move(cu)), causal(is_causal) {
+        if (cu_seqlens.empty() || cu_seqlens.front() != 0 || !std::is_sorted(cu_seqlens.begin(), cu_seqlens.end()))
+            detail::fail<shape_error>("lacuna::masks::document: cu_seqlens must start at 0 and not decrease");
+    }
+    /// The sequence position i belongs to, or the count of sequences past the end.
+    std::size_t sequence(std::size_t i) const noexcept {
+        return std::size_t(std::upper_bound(cu_seqlens.begin(), cu_seqlens.end(), i) - cu_seqlens.begin()) - 1;
+    }
+    bool operator()(std::size_t, std::size_t, std::size_t q, std::size_t kv) const noexcept {
+        return q < cu_seqlens.back() && kv < cu_seqlens.back() && sequence(q) == sequence(kv) && (!causal || kv <= q);
+    }
+    template <class F> void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t, F&& f) const {
+        if (q >= cu_seqlens.back()) return;
+        const std::size_t s = sequence(q);
+        f(cu_seqlens[s], causal ? q + 1 : cu_seqlens[s + 1], true);
+    }
+};
+
+/// A different causal window per head (Mixture of Attention spans): head h keeps q − kv < window[h].
+struct per_head_window {
+    std::vector<std::size_t> window;
+    bool operator()(std::size_t, std::size_t h, std::size_t q, std::size_t kv) const noexcept {
+        return kv <= q && q - kv < window[h];
+    }
+    template <class F> void for_each_run(std::size_t, std::size_t h, std::size_t q, std::size_t, F&& f) const {
+        f(q + 1 > window[h] ? q + 1 - window[h] : 0, q + 1, true);
+    }
+};
+
+} // namespace lacuna::masks
