@@ -2,6 +2,7 @@
 #pragma once
 
 #include "lacuna/attention.hpp"
+#include "lacuna/block_selection.hpp"
 #include "lacuna/masks.hpp"
 #include "lacuna/core/aligned_buffer.hpp"
 #include "lacuna/core/bfloat16.hpp"
