@@ -17,8 +17,10 @@
 #include "lacuna/core/dense.hpp"
 #include "lacuna/core/error.hpp"
 #include "lacuna/core/parallel.hpp"
+#include "lacuna/kernels/attention/decode.hpp"
 #include "lacuna/kernels/attention/flash.hpp"
 #include "lacuna/layout/block_mask.hpp"
+#include "lacuna/layout/kv_cache.hpp"
 #include "lacuna/simd/dispatch.hpp"
 
 namespace lacuna {
@@ -276,6 +278,161 @@ void flex_attention(tensor4_view<const T> q, tensor4_view<const T> k, tensor4_vi
         if (lists.num_full) blocks += std::size_t(lists.num_full[row]);
         return blocks * mask.kv_block();
     });
+}
+
+struct decode_options {
+    /// Multiplies q·k; NaN (the default) means 1/√D.
+    float scale = std::numeric_limits<float>::quiet_NaN();
+    /// The Lq queries are the last Lq positions of their sequence, each seeing the keys up to its own
+    /// position (several new tokens at once, as speculative decoding has them). Off: every query
+    /// sees every key.
+    bool causal = true;
+    /// As attention_options::logsumexp.
+    std::span<float> logsumexp{};
+};
+
+namespace detail {
+
+// Keys per decode task: fixed, so that the partials, and thus every bit, do not depend on the threads.
+inline constexpr std::size_t decode_split = 1024;
+
+// Runs the decode tasks over threads, then merges each query's partials in split order.
+template <class T>
+void run_decode(kernels::decode_args<T>& args, tensor4_view<float> out, std::span<float> logsumexp) {
+    const std::size_t group = args.q_heads / args.kv_heads, rows = group * args.lq, width = args.dv + 2;
+    std::size_t longest = 0;
+    for (std::size_t b = 0; b < args.batch; ++b) longest = std::max(longest, args.lengths[b]);
+    args.split = decode_split;
+    args.splits = std::max<std::size_t>(1, (longest + decode_split - 1) / decode_split);
+    const std::size_t tasks = args.batch * args.kv_heads * args.splits;
+    aligned_buffer<float> partials(tasks * rows * width, aligned_buffer<float>::uninitialized);
+    args.partials = partials.data();
+    std::vector<std::size_t> work(tasks + 1, 0);
+    for (std::size_t t = 0; t < tasks; ++t) {
+        const std::size_t length = args.lengths[t / args.splits / args.kv_heads], first = t % args.splits * decode_split;
+        work[t + 1] = work[t] + (length > first ? std::min(decode_split, length - first) : 0);
+    }
+    const std::size_t parts = std::min<std::size_t>(std::size_t(num_threads()), tasks);
+    const std::vector<std::size_t> bounds = balanced_row_parts(tasks, parts, [&](std::size_t t) { return work[t]; });
+    kernels::attention_args<T> shape{};
+    shape.d = args.d;
+    shape.dv = args.dv;
+    const std::size_t scratch = kernels::attention_workspace(shape);
+    aligned_buffer<float> workspace(parts * scratch, aligned_buffer<float>::uninitialized);
+    const kernels::decode_args<T>& operands = args;
+    parallel_for(parts, [&](std::size_t p) {
+        dispatch<kernels::flash_decode>(&operands, workspace.data() + p * scratch, bounds[p], bounds[p + 1]);
+    });
+    // out = Σ_s e^(m_s − m)·O_s / Σ_s e^(m_s − m)·l_s over the splits s that kept something.
+    parallel_for(args.batch * args.kv_heads, [&](std::size_t bh) {
+        const std::size_t b = bh / args.kv_heads, hk = bh % args.kv_heads;
+        std::vector<double> acc(args.dv);
+        for (std::size_t r = 0; r < rows; ++r) {
+            const float* first = partials.data() + bh * args.splits * rows * width + r * width;
+            auto split = [&](std::size_t s) { return first + s * rows * width; };
+            double m = -std::numeric_limits<double>::infinity();
+            for (std::size_t s = 0; s < args.splits; ++s)
+                if (split(s)[1] != 0.f) m = std::max(m, double(split(s)[0]));
+            double l = 0;
+            std::fill(acc.begin(), acc.end(), 0.0);
+            for (std::size_t s = 0; s < args.splits; ++s) {
+                if (split(s)[1] == 0.f) continue;
+                const double scale = std::exp(double(split(s)[0]) - m);
+                l += scale * double(split(s)[1]);
+                for (std::size_t c = 0; c < args.dv; ++c) acc[c] += scale * double(split(s)[2 + c]);
+            }
+            const std::size_t h = hk * group + r / args.lq, t = r % args.lq;
+            float* o = out.row(b, h, t);
+            for (std::size_t c = 0; c < args.dv; ++c) o[c] = l == 0 ? 0.f : float(acc[c] / l);
+            if (!logsumexp.empty())
+                logsumexp[(b * args.q_heads + h) * args.lq + t] = float(l == 0 ? -std::numeric_limits<double>::infinity() : m + std::log(l));
+        }
+    });
+}
+
+} // namespace detail
+
+/// Attention of Lq new queries per sequence over a contiguous KV cache, split over the keys (decode):
+/// q [B, Hq, Lq, D], k [B, Hkv, L, D], v [B, Hkv, L, Dv], out [B, Hq, Lq, Dv], Lq <= L; the queries are
+/// the last Lq positions (see decode_options::causal). Same semantics as attention() with causal
+/// set, computed for few queries and many keys: each key row is read once for all Hq/Hkv query heads
+/// that share it, and ranges of 1024 keys are spread over threads, their partial softmax states
+/// merged in a fixed order (results do not depend on the thread count). Scratch: as attention()
+/// per thread, plus (Dv + 2) floats per query per 1024 keys. Throws as attention(), and shape_error
+/// if causal and Lq > L.
+template <attention_value T>
+void decode_attention(tensor4_view<const T> q, tensor4_view<const T> k, tensor4_view<const T> v, tensor4_view<float> out,
+                      const decode_options& opts = {}) {
+    const char* where = "lacuna::decode_attention";
+    kernels::attention_args<T> checked{};
+    detail::check_attention_operands(where, q, k, v, out, opts.logsumexp, checked);
+    if (opts.causal && checked.lq > checked.lkv)
+        detail::fail<shape_error>(where, ": ", checked.lq, " queries are more than the ", checked.lkv, " positions of the cache");
+    if (out.size() == 0) return;
+    const std::vector<std::size_t> lengths(checked.batch, checked.lkv);
+    kernels::decode_args<T> args{};
+    args.q = q.data();
+    args.qs = detail::strides_of(q);
+    args.batch = checked.batch;
+    args.q_heads = checked.q_heads;
+    args.kv_heads = checked.kv_heads;
+    args.lq = checked.lq;
+    args.d = checked.d;
+    args.dv = checked.dv;
+    args.scale = detail::attention_scale(opts.scale, checked.d);
+    args.causal = opts.causal;
+    args.kv = {k.data(),    v.data(),    nullptr,     0,           std::max<std::size_t>(checked.lkv, 1),
+               k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1),
+               v.stride(2)};
+    args.lengths = lengths.data();
+    detail::run_decode(args, out, opts.logsumexp);
+}
+
+/// decode_attention() over a paged cache: batch entry b is sequence sequences[b] of the cache, whose
+/// length L_b counts the new tokens (append them first). q [B, Hq, Lq, D] with Hq a multiple of the
+/// cache's KV heads and D its d; out [B, Hq, Lq, dv]. Throws shape_error for an unknown sequence, a
+/// sequence shorter than Lq (causal), or shapes that do not fit the cache.
+template <attention_value T>
+void decode_attention(tensor4_view<const T> q, const paged_kv_cache<T>& cache, std::span<const std::size_t> sequences,
+                      tensor4_view<float> out, const decode_options& opts = {}) {
+    const char* where = "lacuna::decode_attention";
+    const std::size_t batch = q.extent(0), q_heads = q.extent(1), lq = q.extent(2);
+    detail::check_size(where, "sequences", sequences.size(), batch, "one per batch entry of q");
+    std::vector<std::size_t> lengths(batch);
+    std::size_t pages = 1;
+    for (std::size_t b = 0; b < batch; ++b) {
+        if (sequences[b] >= cache.sequences())
+            detail::fail<shape_error>(where, ": sequences[", b, "] is ", sequences[b], ", the cache has ", cache.sequences());
+        lengths[b] = cache.length(sequences[b]);
+        if (opts.causal && lengths[b] < lq)
+            detail::fail<shape_error>(where, ": sequence ", sequences[b], " holds ", lengths[b], " tokens, fewer than the ", lq,
+                                      " queries");
+        pages = std::max(pages, cache.block_table(sequences[b]).size());
+    }
+    // The cache's layout as views, for the checks attention() makes (the first page stands for all).
+    const std::size_t hk = cache.kv_heads();
+    kernels::attention_args<T> checked{};
+    detail::check_attention_operands(where, q, tensor4_view<const T>(cache.k_pages(), {batch, hk, 0, cache.d()}),
+                                     tensor4_view<const T>(cache.v_pages(), {batch, hk, 0, cache.dv()}), out, opts.logsumexp, checked);
+    if (out.size() == 0) return;
+    std::vector<std::int32_t> table(batch * pages, 0);
+    for (std::size_t b = 0; b < batch; ++b) std::ranges::copy(cache.block_table(sequences[b]), table.begin() + std::ptrdiff_t(b * pages));
+    kernels::decode_args<T> args{};
+    args.q = q.data();
+    args.qs = detail::strides_of(q);
+    args.batch = batch;
+    args.q_heads = q_heads;
+    args.kv_heads = hk;
+    args.lq = lq;
+    args.d = cache.d();
+    args.dv = cache.dv();
+    args.scale = detail::attention_scale(opts.scale, cache.d());
+    args.causal = opts.causal;
+    const std::size_t ps = cache.page_size();
+    args.kv = {cache.k_pages(), cache.v_pages(), table.data(), pages, ps, hk * ps * cache.d(), ps * cache.d(), cache.d(),
+               hk * ps * cache.dv(), ps * cache.dv(), cache.dv()};
+    args.lengths = lengths.data();
+    detail::run_decode(args, out, opts.logsumexp);
 }
 
 } // namespace lacuna

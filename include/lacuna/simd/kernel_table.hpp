@@ -45,7 +45,9 @@ template <class T, class Index> struct bitmap_product_args;
 template <class T, std::size_t R, std::size_t C, class Index> struct bsr_product_args;
 template <class T, std::size_t N, std::size_t M> struct nm_product_args;
 struct flash_attention;
+struct flash_decode;
 template <class T> struct attention_args;
+template <class T> struct decode_args;
 } // namespace kernels
 
 namespace detail {
@@ -117,6 +119,8 @@ struct kernel_table {
     product_slot<kernels::sddmm, kernels::sddmm_bitmap_args<std::int32_t>> sddmm_bitmap_i32;
     slot<kernels::flash_attention, void(const kernels::attention_args<float>*, float*, std::size_t, std::size_t)> attention_f32;
     slot<kernels::flash_attention, void(const kernels::attention_args<bfloat16>*, float*, std::size_t, std::size_t)> attention_bf16;
+    slot<kernels::flash_decode, void(const kernels::decode_args<float>*, float*, std::size_t, std::size_t)> decode_f32;
+    slot<kernels::flash_decode, void(const kernels::decode_args<bfloat16>*, float*, std::size_t, std::size_t)> decode_bf16;
 
     /// Calls f(slot) for every slot, so that filling a table lists nothing twice.
     template <class F> constexpr void for_each_slot(F&& f);
@@ -138,7 +142,7 @@ inline constexpr auto kernel_slots = std::tuple{
     &kernel_table::spmv_nm_f32_1_4, &kernel_table::spmv_nm_f32_2_8, &kernel_table::spmv_nm_bf16_2_4,
     &kernel_table::spmv_nm_bf16_1_4, &kernel_table::spmv_nm_bf16_2_8, &kernel_table::sddmm_csr_i32, &kernel_table::sddmm_csr_i64,
     &kernel_table::sddmm_bsr_i32, &kernel_table::sddmm_bitmap_i32, &kernel_table::attention_f32,
-    &kernel_table::attention_bf16};
+    &kernel_table::attention_bf16, &kernel_table::decode_f32, &kernel_table::decode_bf16};
 
 template <class F> constexpr void kernel_table::for_each_slot(F&& f) {
     std::apply([&](auto... member) { (f(this->*member), ...); }, kernel_slots);

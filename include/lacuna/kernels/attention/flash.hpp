@@ -176,22 +176,37 @@ LACUNA_ALWAYS_INLINE void value_tile(float* o, std::size_t ldo, const float* alp
         for (std::size_t t = 0; t < tiles; ++t) simd::store(o + r * ldo + col + t * w, acc[r][t]);
 }
 
-// Folds a tile of scores (keys × bq, masked scores -inf) into the running max m and sum l of each
-// query, leaving exp(score - max) in place and the factor that rescales the accumulator in alpha.
-template <class Arch> LACUNA_ALWAYS_INLINE void online_softmax(const flash_scratch& s, std::size_t keys) noexcept {
-    using S = flash_shape<Arch>;
-    using V = typename S::V;
+// The accumulator of `rows` queries (rows × dv) rescaled by alpha, plus the probabilities of the
+// tile (keys × ld, in st) times the values vrow(j), several queries at a time.
+template <class Arch, class VRow>
+LACUNA_ALWAYS_INLINE void add_values(const flash_scratch& s, std::size_t rows, std::size_t dv, std::size_t keys, std::size_t ld,
+                                     const VRow& vrow) noexcept {
+    constexpr std::size_t R = flash_shape<Arch>::rows;
+    for_each_panel<Arch>(dv, [&]<class V, std::size_t tiles>(std::size_t col) {
+        std::size_t c = 0;
+        for (; c + R <= rows; c += R) value_tile<V, tiles, R>(s.o + c * dv, dv, s.alpha + c, s.st + c, ld, keys, vrow, col);
+        for (; c < rows; ++c) value_tile<V, tiles, 1>(s.o + c * dv, dv, s.alpha + c, s.st + c, ld, keys, vrow, col);
+        return tiles * simd::width<V>;
+    });
+}
+
+// Folds a tile of scores (keys × the first `columns` of ld columns, a multiple of the register
+// width; masked scores -inf) into the running max m and sum l of each query, leaving exp(score - max)
+// in place and the factor that rescales the accumulator in alpha.
+template <class Arch>
+LACUNA_ALWAYS_INLINE void online_softmax(const flash_scratch& s, std::size_t keys, std::size_t ld, std::size_t columns) noexcept {
+    using V = simd::vec<float, Arch>;
     const V neg_inf(-std::numeric_limits<float>::infinity());
-    for (std::size_t c = 0; c < S::bq; c += S::w) {
+    for (std::size_t c = 0; c < columns; c += simd::width<V>) {
         const V m_old = simd::load<V>(s.m + c);
         V m_new = m_old;
-        for (std::size_t j = 0; j < keys; ++j) m_new = simd::max(m_new, simd::load<V>(s.st + j * S::bq + c));
+        for (std::size_t j = 0; j < keys; ++j) m_new = simd::max(m_new, simd::load<V>(s.st + j * ld + c));
         // Nothing kept yet: subtract 0, so that exp(-inf - 0) = 0 rather than exp(-inf + inf) = NaN.
         const V m_use = simd::select(m_new == neg_inf, V(0.f), m_new);
         V sum(0.f);
         for (std::size_t j = 0; j < keys; ++j) {
-            const V p = simd::exp(simd::load<V>(s.st + j * S::bq + c) - m_use);
-            simd::store(s.st + j * S::bq + c, p);
+            const V p = simd::exp(simd::load<V>(s.st + j * ld + c) - m_use);
+            simd::store(s.st + j * ld + c, p);
             sum += p;
         }
         const V alpha = simd::exp(m_old - m_use);
@@ -311,17 +326,9 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
         if (crosses_diagonal || a.additive_mask || a.boolean_mask)
             mask_tile(a, bi, h, i0, n, j0, keys, crosses_diagonal, s.st, S::bq);
         if (a.hook.fn) a.hook.fn(a.hook.context, scores_view{s.st, S::bq, bi, h, i0, n, j0, keys, full});
-        online_softmax<Arch>(s, keys);
+        online_softmax<Arch>(s, keys, S::bq, S::bq);
 
-        // The accumulator: rescaled, plus probabilities × values, R queries at a time.
-        auto vrow = [&](std::size_t jj) { return vt + jj * ldv; };
-        for_each_panel<Arch>(a.dv, [&]<class V, std::size_t tiles>(std::size_t col) {
-            std::size_t c = 0;
-            for (; c + S::rows <= n; c += S::rows)
-                value_tile<V, tiles, S::rows>(s.o + c * a.dv, a.dv, s.alpha + c, s.st + c, S::bq, keys, vrow, col);
-            for (; c < n; ++c) value_tile<V, tiles, 1>(s.o + c * a.dv, a.dv, s.alpha + c, s.st + c, S::bq, keys, vrow, col);
-            return tiles * simd::width<V>;
-        });
+        add_values<Arch>(s, n, a.dv, keys, S::bq, [&](std::size_t jj) { return vt + jj * ldv; });
     }
     });
 

@@ -1,0 +1,167 @@
+// lacuna: attention of a few new queries over a long KV cache (decode), split over the keys: each
+// task folds one range of keys into a partial (max, sum, accumulator) per query, which the entry
+// point merges. Reading the cache once is the whole cost, so the scores are dot products that load
+// each key row once for all queries of its KV head, not a product of transposed tiles.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "lacuna/kernels/attention/flash.hpp"
+#include "lacuna/simd/bf16.hpp"
+#include "lacuna/simd/compat.hpp"
+
+namespace lacuna::kernels {
+
+/// Where key and value rows live: pages of page_size tokens, page p of sequence b being
+/// block_table[b · table_stride + p] (a paged cache), or, without a block table, one page per batch
+/// entry (a contiguous cache, page_size its capacity). Strides in elements: per page, KV head, token.
+template <class T> struct kv_source {
+    const T* k;
+    const T* v;
+    const std::int32_t* block_table;
+    std::size_t table_stride, page_size;
+    std::size_t k_page, k_head, k_row;
+    std::size_t v_page, v_head, v_row;
+
+    std::size_t page_of(std::size_t b, std::size_t j) const noexcept {
+        return block_table ? std::size_t(block_table[b * table_stride + j / page_size]) : b;
+    }
+    const T* k_row_at(std::size_t b, std::size_t hk, std::size_t j) const noexcept {
+        return k + page_of(b, j) * k_page + hk * k_head + j % page_size * k_row;
+    }
+    const T* v_row_at(std::size_t b, std::size_t hk, std::size_t j) const noexcept {
+        return v + page_of(b, j) * v_page + hk * v_head + j % page_size * v_row;
+    }
+};
+
+/// The operands of a decode call, checked by the entry point: q [B, Hq, Lq, D] (strides qs), out
+/// [B, Hq, Lq, Dv]; sequence b holds lengths[b] keys, of which its Lq queries are the last (causal:
+/// query t sees keys j <= lengths[b] - Lq + t). Tasks are (b, KV head, range of split keys); task t
+/// writes rows × (Dv + 2) floats at partials + t · rows · (Dv + 2), rows = (Hq / Hkv) · Lq: per
+/// query, the running max, the sum, then the accumulator.
+template <class T> struct decode_args {
+    const T* q;
+    head_strides qs;
+    std::size_t batch, q_heads, kv_heads, lq, d, dv;
+    float scale;
+    bool causal;
+    kv_source<T> kv;
+    const std::size_t* lengths;
+    std::size_t split, splits; // keys per task, tasks per (b, KV head)
+    float* partials;
+};
+
+/// Queries handled together in a decode task: their scores share each load of a key row.
+inline constexpr std::size_t decode_rows = 16;
+
+/// Runs decode tasks [task_begin, task_end) with attention_workspace floats of scratch.
+struct flash_decode {
+    template <class Arch, class T>
+    void operator()(Arch, const decode_args<T>* args, float* workspace, std::size_t task_begin,
+                    std::size_t task_end) const noexcept;
+};
+
+namespace detail {
+
+// st[j · ld + r] = qf[r] · krow[j] for r < rows and j < keys: width<V> keys at a time, their
+// products summed in one register each and reduced together.
+template <class Arch, class T>
+LACUNA_ALWAYS_INLINE void decode_scores(const float* qf, std::size_t rows, std::size_t d, const T* const* krow,
+                                        std::size_t keys, float* st, std::size_t ld) noexcept {
+    using V = simd::vec<float, Arch>;
+    constexpr std::size_t w = simd::width<V>;
+    const std::size_t body = d / w * w;
+    for (std::size_t r = 0; r < rows; ++r) {
+        const float* q = qf + r * d;
+        for (std::size_t j0 = 0; j0 < keys; j0 += w) {
+            const std::size_t n = std::min(w, keys - j0);
+            V part[w];
+            for (std::size_t jj = 0; jj < w; ++jj) part[jj] = V(0.f);
+            for (std::size_t c = 0; c < body; c += w) {
+                const V qc = simd::load<V>(q + c);
+                for (std::size_t jj = 0; jj < n; ++jj) part[jj] = simd::fma(qc, simd::load<V>(krow[j0 + jj] + c), part[jj]);
+            }
+            alignas(64) float sums[w];
+            if constexpr (w == 1) sums[0] = part[0];
+            else simd::store(sums, simd::sums_of(part));
+            for (std::size_t jj = 0; jj < n; ++jj) {
+                float tail = 0.f;
+                for (std::size_t c = body; c < d; ++c) tail += q[c] * float(krow[j0 + jj][c]);
+                st[(j0 + jj) * ld + r] = sums[jj] + tail;
+            }
+        }
+    }
+}
+
+// Rows [r0, r0 + rows) of task (b, hk) over keys [j_begin, j_end); writes their partials.
+template <class Arch, class T>
+void decode_block(const decode_args<T>& a, const flash_scratch& s, std::size_t b, std::size_t hk, std::size_t r0,
+                  std::size_t rows, std::size_t j_begin, std::size_t j_end, float* partials) noexcept {
+    using V = simd::vec<float, Arch>;
+    constexpr std::size_t w = simd::width<V>, ld = decode_rows, bk = attention_key_block;
+    const std::size_t group = a.q_heads / a.kv_heads, columns = (rows + w - 1) / w * w;
+    const std::size_t length = a.lengths[b];
+    for (std::size_t r = 0; r < rows; ++r) {
+        const std::size_t h = hk * group + (r0 + r) / a.lq, t = (r0 + r) % a.lq;
+        const T* q = a.q + a.qs.at(b, h) + t * a.qs.l;
+        for (std::size_t c = 0; c < a.d; ++c) s.qt[r * a.d + c] = a.scale * float(q[c]);
+    }
+    for (std::size_t c = 0; c < ld; ++c) {
+        s.m[c] = -std::numeric_limits<float>::infinity();
+        s.l[c] = 0.f;
+    }
+    std::fill(s.o, s.o + rows * a.dv, 0.f);
+    for (std::size_t j = 0; j < bk; ++j) std::fill(s.st + j * ld + rows, s.st + (j + 1) * ld, 0.f);
+
+    for (std::size_t j0 = j_begin; j0 < j_end;) {
+        // A tile stays inside one page, so its rows are evenly spaced.
+        const std::size_t page_end = (j0 / a.kv.page_size + 1) * a.kv.page_size;
+        const std::size_t keys = std::min({bk, j_end - j0, page_end - j0});
+        const T* krow[bk];
+        for (std::size_t j = 0; j < keys; ++j) krow[j] = a.kv.k_row_at(b, hk, j0) + j * a.kv.k_row;
+        decode_scores<Arch>(s.qt, rows, a.d, krow, keys, s.st, ld);
+        if (a.causal && j0 + keys + a.lq > length + 1) // the last keys are in some query's future
+            for (std::size_t r = 0; r < rows; ++r) {
+                const std::size_t last = length - a.lq + (r0 + r) % a.lq; // the query's own position
+                for (std::size_t j = std::max(last + 1, j0); j < j0 + keys; ++j) s.st[(j - j0) * ld + r] = -std::numeric_limits<float>::infinity();
+            }
+        online_softmax<Arch>(s, keys, ld, columns);
+        const T* vt = a.kv.v_row_at(b, hk, j0);
+        if constexpr (std::is_same_v<T, float>) {
+            add_values<Arch>(s, rows, a.dv, keys, ld, [&](std::size_t j) { return vt + j * a.kv.v_row; });
+        } else {
+            for (std::size_t j = 0; j < keys; ++j) convert{}(Arch{}, vt + j * a.kv.v_row, s.vf + j * a.dv, a.dv);
+            add_values<Arch>(s, rows, a.dv, keys, ld, [&](std::size_t j) { return s.vf + j * a.dv; });
+        }
+        j0 += keys;
+    }
+    for (std::size_t r = 0; r < rows; ++r) {
+        float* p = partials + (r0 + r) * (a.dv + 2);
+        p[0] = s.m[r];
+        p[1] = s.l[r];
+        std::copy(s.o + r * a.dv, s.o + (r + 1) * a.dv, p + 2);
+    }
+}
+
+} // namespace detail
+
+template <class Arch, class T>
+void flash_decode::operator()(Arch, const decode_args<T>* args, float* workspace, std::size_t task_begin,
+                              std::size_t task_end) const noexcept {
+    const decode_args<T>& a = *args;
+    const detail::flash_scratch s(workspace, a.d, a.dv);
+    const std::size_t rows = a.q_heads / a.kv_heads * a.lq;
+    for (std::size_t t = task_begin; t < task_end; ++t) {
+        const std::size_t split = t % a.splits, hk = t / a.splits % a.kv_heads, b = t / a.splits / a.kv_heads;
+        const std::size_t j_begin = std::min(a.lengths[b], split * a.split), j_end = std::min(a.lengths[b], j_begin + a.split);
+        float* partials = a.partials + t * rows * (a.dv + 2);
+        for (std::size_t r0 = 0; r0 < rows; r0 += decode_rows)
+            detail::decode_block<Arch>(a, s, b, hk, r0, std::min(decode_rows, rows - r0), j_begin, j_end, partials);
+    }
+}
+
+} // namespace lacuna::kernels

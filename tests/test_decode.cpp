@@ -1,0 +1,159 @@
+// Decode attention over contiguous and paged KV caches against the reference: queries few, keys
+// many and across the 1024-key splits, GQA, several new tokens, bfloat16; paged = contiguous.
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <vector>
+
+#include "lacuna/attention.hpp"
+#include "lacuna/core/parallel.hpp"
+#include "lacuna/layout/kv_cache.hpp"
+#include "lacuna/reference/attention.hpp"
+#include "support/arch.hpp"
+#include "support/catch.hpp"
+#include "support/compare.hpp"
+#include "support/layouts.hpp"
+#include "support/random.hpp"
+
+namespace {
+
+struct decode_problem {
+    std::size_t batch, q_heads, kv_heads, lq, length, d, dv;
+};
+
+std::ostream& operator<<(std::ostream& os, const decode_problem& p) {
+    return os << "B " << p.batch << ", Hq " << p.q_heads << ", Hkv " << p.kv_heads << ", Lq " << p.lq << ", L " << p.length
+              << ", D " << p.d << ", Dv " << p.dv;
+}
+
+template <class T> struct decode_operands {
+    decode_problem p;
+    std::vector<T> q, k, v;
+    decode_operands(std::mt19937_64& rng, const decode_problem& pr)
+        : p(pr), q(lacuna::test::random_vector<T>(rng, pr.batch * pr.q_heads * pr.lq * pr.d)),
+          k(lacuna::test::random_vector<T>(rng, pr.batch * pr.kv_heads * pr.length * pr.d)),
+          v(lacuna::test::random_vector<T>(rng, pr.batch * pr.kv_heads * pr.length * pr.dv)) {}
+    lacuna::tensor4_view<const T> qv() const { return {q.data(), {p.batch, p.q_heads, p.lq, p.d}}; }
+    lacuna::tensor4_view<const T> kv() const { return {k.data(), {p.batch, p.kv_heads, p.length, p.d}}; }
+    lacuna::tensor4_view<const T> vv() const { return {v.data(), {p.batch, p.kv_heads, p.length, p.dv}}; }
+    std::size_t out_size() const { return p.batch * p.q_heads * p.lq * p.dv; }
+    lacuna::tensor4_view<float> out_view(std::vector<float>& o) const { return {o.data(), {p.batch, p.q_heads, p.lq, p.dv}}; }
+
+    // A paged cache holding the same keys and values, appended in chunks of `chunk` tokens.
+    lacuna::paged_kv_cache<T> paged(std::size_t page_size, std::size_t chunk) const {
+        const std::size_t pages_each = (p.length + page_size - 1) / page_size;
+        lacuna::paged_kv_cache<T> cache(p.kv_heads, p.d, p.dv, page_size, p.batch * pages_each + 1);
+        for (std::size_t b = 0; b < p.batch; ++b) cache.add_sequence();
+        // Interleave the sequences' appends, so their pages interleave too.
+        for (std::size_t t0 = 0; t0 < p.length; t0 += chunk)
+            for (std::size_t b = 0; b < p.batch; ++b) {
+                const std::size_t n = std::min(chunk, p.length - t0);
+                const lacuna::tensor4_view<const T> kb(k.data() + b * p.kv_heads * p.length * p.d + t0 * p.d, {1, p.kv_heads, n, p.d},
+                                                       {0, p.length * p.d, p.d, 1});
+                const lacuna::tensor4_view<const T> vb(v.data() + b * p.kv_heads * p.length * p.dv + t0 * p.dv,
+                                                       {1, p.kv_heads, n, p.dv}, {0, p.length * p.dv, p.dv, 1});
+                cache.append(b, kb, vb);
+            }
+        return cache;
+    }
+};
+
+struct result {
+    std::vector<float> out, lse;
+};
+
+template <class T> result reference(const decode_operands<T>& x, bool causal) {
+    result r{std::vector<float>(x.out_size()), std::vector<float>(x.p.batch * x.p.q_heads * x.p.lq)};
+    const double scale = 1.0 / std::sqrt(double(x.p.d));
+    lacuna::ref::attention(x.qv(), x.kv(), x.vv(), x.out_view(r.out),
+                           [&](std::size_t, std::size_t, std::size_t i, std::size_t j, double dot) {
+                               return causal && j > i + x.p.length - x.p.lq ? -std::numeric_limits<double>::infinity() : scale * dot;
+                           },
+                           r.lse);
+    return r;
+}
+
+// Runs call(out, lse) on 1 and 2 threads, checks they agree to the bit, returns the first.
+template <class Call> result on_1_and_2_threads(std::size_t out_size, std::size_t lse_size, Call&& call) {
+    result first;
+    for (int threads : {1, 2}) {
+        lacuna::set_num_threads(threads);
+        result r{lacuna::test::poisoned(out_size), lacuna::test::poisoned(lse_size)};
+        call(r.out, r.lse);
+        if (threads == 1) {
+            first = r;
+        } else {
+            CHECK(lacuna::test::same_bits(first.out, r.out));
+            CHECK(lacuna::test::same_bits(first.lse, r.lse));
+        }
+    }
+    lacuna::set_num_threads(0);
+    return first;
+}
+
+} // namespace
+
+TEMPLATE_TEST_CASE("decode_attention over contiguous and paged caches matches the reference", "[attention][decode]", float,
+                   lacuna::bfloat16) {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    const decode_problem problems[] = {
+        {1, 1, 1, 1, 1, 8, 8},        {2, 8, 2, 1, 100, 64, 64},  {1, 4, 4, 3, 1500, 80, 80},
+        {2, 32, 8, 1, 2100, 32, 32},  {1, 8, 1, 5, 700, 17, 24},  {1, 2, 1, 20, 1030, 16, 16},
+    };
+    for (const decode_problem& p : problems)
+        for (bool causal : {true, false}) {
+            INFO(p << (causal ? ", causal" : ""));
+            const decode_operands<TestType> x(rng, p);
+            const std::size_t lse_size = p.batch * p.q_heads * p.lq;
+            lacuna::decode_options o;
+            o.causal = causal;
+            const result want = reference(x, causal);
+            const result contiguous = on_1_and_2_threads(x.out_size(), lse_size, [&](std::vector<float>& out, std::vector<float>& lse) {
+                o.logsumexp = lse;
+                lacuna::decode_attention(x.qv(), x.kv(), x.vv(), x.out_view(out), o);
+            });
+            CHECK(lacuna::test::rel_error(contiguous.out, want.out) <= 2e-6);
+            CHECK(lacuna::test::rel_error(contiguous.lse, want.lse) <= 2e-6);
+            for (auto [page, chunk] : {std::pair{16, 7}, std::pair{48, 100}, std::pair{64, 1}}) {
+                INFO("pages of " << page << ", appended " << chunk << " at a time");
+                const auto cache = x.paged(page, chunk);
+                std::vector<std::size_t> seqs(p.batch);
+                for (std::size_t b = 0; b < p.batch; ++b) seqs[b] = b;
+                const result paged = on_1_and_2_threads(x.out_size(), lse_size, [&](std::vector<float>& out, std::vector<float>& lse) {
+                    o.logsumexp = lse;
+                    lacuna::decode_attention(x.qv(), cache, seqs, x.out_view(out), o);
+                });
+                CHECK(lacuna::test::rel_error(paged.out, want.out) <= 2e-6);
+                CHECK(lacuna::test::rel_error(paged.lse, want.lse) <= 2e-6);
+            }
+        }
+}
+
+TEST_CASE("decode_attention and the paged cache reject bad input", "[attention][decode][errors]") {
+    auto rng = lacuna::test::make_rng();
+    const decode_operands<float> x(rng, {1, 4, 2, 3, 10, 8, 8});
+    std::vector<float> out(x.out_size());
+    lacuna::paged_kv_cache<float> cache(2, 8, 8, 4, 2);
+    const std::size_t s = cache.add_sequence();
+    std::vector<float> kv(2 * 5 * 8);
+    const lacuna::tensor4_view<const float> five(kv.data(), {1, 2, 5, 8});
+    cache.append(s, five, five); // 5 tokens: both pages
+    CHECK(cache.pages_used() == 2);
+    CHECK_THROWS_WITH(cache.append(s, five, five), "lacuna::paged_kv_cache::append: 5 more tokens need 1 more page(s), 0 of 2 are free");
+    CHECK(cache.length(s) == 5);
+    CHECK_THROWS_AS(cache.append(7, five, five), lacuna::shape_error);
+    CHECK_THROWS_AS(cache.append(s, lacuna::tensor4_view<const float>(kv.data(), {1, 1, 5, 8}), five), lacuna::shape_error);
+    const std::vector<std::size_t> seqs{s}, unknown{3};
+    CHECK_NOTHROW(lacuna::decode_attention(x.qv(), cache, seqs, x.out_view(out)));
+    CHECK_THROWS_WITH(lacuna::decode_attention(x.qv(), cache, unknown, x.out_view(out)),
+                      "lacuna::decode_attention: sequences[0] is 3, the cache has 1");
+    const decode_operands<float> long_q(rng, {1, 4, 2, 6, 10, 8, 8});
+    std::vector<float> out6(long_q.out_size());
+    CHECK_THROWS_WITH(lacuna::decode_attention(long_q.qv(), cache, seqs, long_q.out_view(out6)),
+                      "lacuna::decode_attention: sequence 0 holds 5 tokens, fewer than the 6 queries");
+    const decode_operands<float> many(rng, {1, 4, 2, 12, 10, 8, 8});
+    std::vector<float> out12(many.out_size());
+    CHECK_THROWS_WITH(lacuna::decode_attention(many.qv(), many.kv(), many.vv(), many.out_view(out12)),
+                      "lacuna::decode_attention: 12 queries are more than the 10 positions of the cache");
+}
