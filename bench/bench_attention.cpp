@@ -16,6 +16,7 @@
 #include "lacuna/core/aligned_buffer.hpp"
 #include "lacuna/core/bfloat16.hpp"
 #include "lacuna/layout/block_mask.hpp"
+#include "lacuna/layout/kv_cache.hpp"
 #include "lacuna/masks.hpp"
 #include "lacuna/primitives.hpp"
 #include "lacuna/reference/attention.hpp"
@@ -187,6 +188,103 @@ void add_block_sparse(std::size_t heads, std::size_t l, std::size_t d, double de
         add("create_block_mask", 1, 0, [=](prefill&) { benchmark::DoNotOptimize(lacuna::create_block_mask(in_window, 1, 1, l, l)); });
 }
 
+// One new token of 32 query heads over a cache of `length` tokens and 8 KV heads, D = 128: the cache
+// contiguous, paged (pages of 64 tokens), in float and bfloat16, against what a user composes with
+// OpenBLAS (per KV head: sgemm of its 4 query heads against K, softmax, sgemm with V).
+struct decode_case {
+    std::size_t length;
+    buffer q, k, v, out;
+    lacuna::aligned_buffer<lacuna::bfloat16> kb, vb;
+    std::unique_ptr<lacuna::paged_kv_cache<float>> paged;
+    std::unique_ptr<lacuna::paged_kv_cache<lacuna::bfloat16>> paged_bf16;
+};
+
+constexpr std::size_t decode_q_heads = 32, decode_kv_heads = 8, decode_d = 128;
+
+decode_case& decode_case_for(std::size_t length) {
+    static std::map<std::size_t, std::unique_ptr<decode_case>> cache;
+    auto& c = cache[length];
+    if (!c) {
+        c = std::make_unique<decode_case>();
+        c->length = length;
+        std::mt19937_64 rng(3);
+        std::normal_distribution<float> value(0.f, 1.f);
+        const std::size_t kv = decode_kv_heads * length * decode_d;
+        c->q = buffer(decode_q_heads * decode_d);
+        c->out = buffer(decode_q_heads * decode_d);
+        for (auto* x : {&c->q, &(c->k = buffer(kv)), &(c->v = buffer(kv))})
+            for (float& e : *x) e = value(rng);
+        c->kb = lacuna::aligned_buffer<lacuna::bfloat16>(kv);
+        c->vb = lacuna::aligned_buffer<lacuna::bfloat16>(kv);
+        lacuna::convert(std::span<const float>(c->k.data(), kv), std::span<lacuna::bfloat16>(c->kb.data(), kv));
+        lacuna::convert(std::span<const float>(c->v.data(), kv), std::span<lacuna::bfloat16>(c->vb.data(), kv));
+        constexpr std::size_t page = 64;
+        c->paged = std::make_unique<lacuna::paged_kv_cache<float>>(decode_kv_heads, decode_d, decode_d, page, length / page + 1);
+        c->paged_bf16 = std::make_unique<lacuna::paged_kv_cache<lacuna::bfloat16>>(decode_kv_heads, decode_d, decode_d, page, length / page + 1);
+        c->paged->add_sequence();
+        c->paged_bf16->add_sequence();
+        const lacuna::tensor4_view<const float> k4(c->k.data(), {1, decode_kv_heads, length, decode_d}), v4(c->v.data(), {1, decode_kv_heads, length, decode_d});
+        const lacuna::tensor4_view<const lacuna::bfloat16> kb4(c->kb.data(), {1, decode_kv_heads, length, decode_d}),
+            vb4(c->vb.data(), {1, decode_kv_heads, length, decode_d});
+        c->paged->append(0, k4, v4);
+        c->paged_bf16->append(0, kb4, vb4);
+    }
+    return *c;
+}
+
+#if LACUNA_BENCH_OPENBLAS
+void composed_decode(decode_case& c) {
+    static buffer scores;
+    constexpr std::size_t group = decode_q_heads / decode_kv_heads;
+    if (scores.size() < group * c.length) scores = buffer(group * c.length);
+    const float scale = float(1.0 / std::sqrt(double(decode_d)));
+    const int d = int(decode_d), l = int(c.length);
+    for (std::size_t h = 0; h < decode_kv_heads; ++h) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(group), l, d, scale, c.q.data() + h * group * decode_d, d,
+                    c.k.data() + h * c.length * decode_d, d, 0.f, scores.data(), l);
+        for (std::size_t r = 0; r < group; ++r)
+            lacuna::softmax(std::span<const float>(scores.data() + r * c.length, c.length), std::span<float>(scores.data() + r * c.length, c.length));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(group), d, l, 1.f, scores.data(), l, c.v.data() + h * c.length * decode_d, d,
+                    0.f, c.out.data() + h * group * decode_d, d);
+    }
+}
+#endif
+
+void add_decode(std::size_t length) {
+    const std::string op = "decode_h32kv8_d128", size = std::to_string(length);
+    const double flops = 4.0 * double(decode_q_heads * length * decode_d);
+    auto add = [&](const std::string& impl, int threads, std::size_t value_bytes, std::function<void(decode_case&)> run) {
+        add_timed(op + "/" + impl + "/" + size, threads, [=] {
+            decode_case& c = decode_case_for(length);
+            return timed_case{[&c, run] { run(c); }, flops, 2.0 * double(decode_kv_heads * length * decode_d * value_bytes)};
+        });
+    };
+    auto q = [](decode_case& c) { return lacuna::tensor4_view<const float>(c.q.data(), {1, decode_q_heads, 1, decode_d}); };
+    auto q_bf16 = [](decode_case& c) {
+        static lacuna::aligned_buffer<lacuna::bfloat16> qb(decode_q_heads * decode_d);
+        lacuna::convert(std::span<const float>(c.q.data(), qb.size()), std::span<lacuna::bfloat16>(qb.data(), qb.size()));
+        return lacuna::tensor4_view<const lacuna::bfloat16>(qb.data(), {1, decode_q_heads, 1, decode_d});
+    };
+    auto out = [](decode_case& c) { return lacuna::tensor4_view<float>(c.out.data(), {1, decode_q_heads, 1, decode_d}); };
+    static const std::vector<std::size_t> first{0};
+    for (int threads : {1, 2}) {
+        const std::string suffix = threads == 1 ? "" : ".2t";
+        add("contiguous" + suffix, threads, sizeof(float), [=](decode_case& c) {
+            lacuna::decode_attention(q(c), lacuna::tensor4_view<const float>(c.k.data(), {1, decode_kv_heads, c.length, decode_d}),
+                                     lacuna::tensor4_view<const float>(c.v.data(), {1, decode_kv_heads, c.length, decode_d}), out(c));
+        });
+        add("paged" + suffix, threads, sizeof(float), [=](decode_case& c) { lacuna::decode_attention(q(c), *c.paged, first, out(c)); });
+        add("contiguous_bf16" + suffix, threads, 2, [=](decode_case& c) {
+            lacuna::decode_attention(q_bf16(c), lacuna::tensor4_view<const lacuna::bfloat16>(c.kb.data(), {1, decode_kv_heads, c.length, decode_d}),
+                                     lacuna::tensor4_view<const lacuna::bfloat16>(c.vb.data(), {1, decode_kv_heads, c.length, decode_d}), out(c));
+        });
+        add("paged_bf16" + suffix, threads, 2, [=](decode_case& c) { lacuna::decode_attention(q_bf16(c), *c.paged_bf16, first, out(c)); });
+#if LACUNA_BENCH_OPENBLAS
+        add("openblas" + suffix, threads, sizeof(float), [](decode_case& c) { composed_decode(c); });
+#endif
+    }
+}
+
 void register_cases() {
     const bool full = lacuna::bench::full_run();
     std::vector<std::size_t> lengths{1024, 4096};
@@ -198,6 +296,7 @@ void register_cases() {
     const std::size_t sparse_length = full ? 8192 : 4096;
     for (double density : {0.5, 0.2, 0.1, 0.05}) add_block_sparse(8, sparse_length, 128, density, 0);
     add_block_sparse(8, sparse_length, 128, 0, 512);
+    for (std::size_t length : {8192, 32768}) add_decode(length);
 }
 
 } // namespace
@@ -206,5 +305,5 @@ int main(int argc, char** argv) {
 #if LACUNA_BENCH_OPENBLAS
     benchmark::AddCustomContext("openblas_core", openblas_get_corename());
 #endif
-    return lacuna::bench::run(argc, argv, register_cases, {"ref", "openblas", "dense"}, {"GFLOP/s"});
+    return lacuna::bench::run(argc, argv, register_cases, {"ref", "openblas", "dense"}, {"GFLOP/s", "GB/s"});
 }

@@ -314,10 +314,7 @@ void run_decode(kernels::decode_args<T>& args, tensor4_view<float> out, std::spa
     }
     const std::size_t parts = std::min<std::size_t>(std::size_t(num_threads()), tasks);
     const std::vector<std::size_t> bounds = balanced_row_parts(tasks, parts, [&](std::size_t t) { return work[t]; });
-    kernels::attention_args<T> shape{};
-    shape.d = args.d;
-    shape.dv = args.dv;
-    const std::size_t scratch = kernels::attention_workspace(shape);
+    const std::size_t scratch = kernels::decode_workspace(args);
     aligned_buffer<float> workspace(parts * scratch, aligned_buffer<float>::uninitialized);
     const kernels::decode_args<T>& operands = args;
     parallel_for(parts, [&](std::size_t p) {

@@ -58,7 +58,16 @@ template <class T> struct decode_args {
 /// Queries handled together in a decode task: their scores share each load of a key row.
 inline constexpr std::size_t decode_rows = 16;
 
-/// Runs decode tasks [task_begin, task_end) with attention_workspace floats of scratch.
+/// The floats of scratch one thread needs: attention's for bfloat16, whose staging area holds the
+/// widened values and, for any type, the row of zeros that pads a tile of keys.
+template <class T> std::size_t decode_workspace(const decode_args<T>& a) noexcept {
+    attention_args<bfloat16> shape{};
+    shape.d = a.d;
+    shape.dv = a.dv;
+    return attention_workspace(shape);
+}
+
+/// Runs decode tasks [task_begin, task_end) with decode_workspace floats of scratch.
 struct flash_decode {
     template <class Arch, class T>
     void operator()(Arch, const decode_args<T>* args, float* workspace, std::size_t task_begin,
@@ -68,7 +77,8 @@ struct flash_decode {
 namespace detail {
 
 // st[j · ld + r] = qf[r] · krow[j] for r < rows and j < keys: width<V> keys at a time, their
-// products summed in one register each and reduced together.
+// products summed in one register each and reduced together. krow holds keys rounded up to the
+// register width; the rows past `keys` may be any readable rows (a row of zeros).
 template <class Arch, class T>
 LACUNA_ALWAYS_INLINE void decode_scores(const float* qf, std::size_t rows, std::size_t d, const T* const* krow,
                                         std::size_t keys, float* st, std::size_t ld) noexcept {
@@ -83,7 +93,7 @@ LACUNA_ALWAYS_INLINE void decode_scores(const float* qf, std::size_t rows, std::
             for (std::size_t jj = 0; jj < w; ++jj) part[jj] = V(0.f);
             for (std::size_t c = 0; c < body; c += w) {
                 const V qc = simd::load<V>(q + c);
-                for (std::size_t jj = 0; jj < n; ++jj) part[jj] = simd::fma(qc, simd::load<V>(krow[j0 + jj] + c), part[jj]);
+                for (std::size_t jj = 0; jj < w; ++jj) part[jj] = simd::fma(qc, simd::load<V>(krow[j0 + jj] + c), part[jj]);
             }
             alignas(64) float sums[w];
             if constexpr (w == 1) sums[0] = part[0];
@@ -116,13 +126,17 @@ void decode_block(const decode_args<T>& a, const flash_scratch& s, std::size_t b
     }
     std::fill(s.o, s.o + rows * a.dv, 0.f);
     for (std::size_t j = 0; j < bk; ++j) std::fill(s.st + j * ld + rows, s.st + (j + 1) * ld, 0.f);
+    // A row of zeros (in the unused staging area) for the key slots past the end of a tile.
+    std::fill(s.kf, s.kf + a.d, 0.f);
+    const T* zero_row = reinterpret_cast<const T*>(s.kf);
 
     for (std::size_t j0 = j_begin; j0 < j_end;) {
         // A tile stays inside one page, so its rows are evenly spaced.
         const std::size_t page_end = (j0 / a.kv.page_size + 1) * a.kv.page_size;
         const std::size_t keys = std::min({bk, j_end - j0, page_end - j0});
-        const T* krow[bk];
+        const T* krow[bk + w];
         for (std::size_t j = 0; j < keys; ++j) krow[j] = a.kv.k_row_at(b, hk, j0) + j * a.kv.k_row;
+        for (std::size_t j = keys; j < (keys + w - 1) / w * w; ++j) krow[j] = zero_row;
         decode_scores<Arch>(s.qt, rows, a.d, krow, keys, s.st, ld);
         if (a.causal && j0 + keys + a.lq > length + 1) // the last keys are in some query's future
             for (std::size_t r = 0; r < rows; ++r) {

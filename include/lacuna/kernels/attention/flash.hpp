@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <limits>
 #include <type_traits>
+#include <utility>
 
 #include "lacuna/core/bfloat16.hpp"
 #include "lacuna/kernels/panels.hpp"
@@ -183,9 +184,15 @@ LACUNA_ALWAYS_INLINE void add_values(const flash_scratch& s, std::size_t rows, s
                                      const VRow& vrow) noexcept {
     constexpr std::size_t R = flash_shape<Arch>::rows;
     for_each_panel<Arch>(dv, [&]<class V, std::size_t tiles>(std::size_t col) {
+        auto group = [&]<std::size_t G>(std::size_t c) {
+            value_tile<V, tiles, G>(s.o + c * dv, dv, s.alpha + c, s.st + c, ld, keys, vrow, col);
+        };
         std::size_t c = 0;
-        for (; c + R <= rows; c += R) value_tile<V, tiles, R>(s.o + c * dv, dv, s.alpha + c, s.st + c, ld, keys, vrow, col);
-        for (; c < rows; ++c) value_tile<V, tiles, 1>(s.o + c * dv, dv, s.alpha + c, s.st + c, ld, keys, vrow, col);
+        for (; c + R <= rows; c += R) group.template operator()<R>(c);
+        // The last queries in one group too: each load of a value row then serves all of them.
+        [&]<std::size_t... G>(std::index_sequence<G...>) {
+            ((rows - c == G + 1 ? group.template operator()<G + 1>(c) : void()), ...);
+        }(std::make_index_sequence<R - 1>{});
         return tiles * simd::width<V>;
     });
 }
