@@ -76,35 +76,50 @@ struct flash_decode {
 
 namespace detail {
 
-// st[j · ld + r] = qf[r] · krow[j] for r < rows and j < keys: width<V> keys at a time, their
-// products summed in one register each and reduced together. krow holds keys rounded up to the
-// register width; the rows past `keys` may be any readable rows (a row of zeros).
-template <class Arch, class T>
-LACUNA_ALWAYS_INLINE void decode_scores(const float* qf, std::size_t rows, std::size_t d, const T* const* krow,
+// st[j · ld + r] = qf[r] · krow[j] for RB query rows from r0 and the keys of the tile: blocks of
+// RB rows × (width / RB) keys, whose width<V> dot products accumulate in one register each and are
+// reduced together; each step loads RB pieces of queries and width / RB of keys for width FMAs.
+// qf holds the rows rounded up to RB (zeros past the last), krow the keys rounded up to the
+// register width (rows of zeros past the last).
+template <class Arch, std::size_t RB, class T>
+LACUNA_ALWAYS_INLINE void decode_scores(const float* qf, std::size_t r0, std::size_t d, const T* const* krow,
                                         std::size_t keys, float* st, std::size_t ld) noexcept {
     using V = simd::vec<float, Arch>;
-    constexpr std::size_t w = simd::width<V>;
+    constexpr std::size_t w = simd::width<V>, KB = w / RB;
     const std::size_t body = d / w * w;
-    for (std::size_t r = 0; r < rows; ++r) {
-        const float* q = qf + r * d;
-        for (std::size_t j0 = 0; j0 < keys; j0 += w) {
-            const std::size_t n = std::min(w, keys - j0);
-            V part[w];
-            for (std::size_t jj = 0; jj < w; ++jj) part[jj] = V(0.f);
-            for (std::size_t c = 0; c < body; c += w) {
-                const V qc = simd::load<V>(q + c);
-                for (std::size_t jj = 0; jj < w; ++jj) part[jj] = simd::fma(qc, simd::load<V>(krow[j0 + jj] + c), part[jj]);
-            }
-            alignas(64) float sums[w];
-            if constexpr (w == 1) sums[0] = part[0];
-            else simd::store(sums, simd::sums_of(part));
-            for (std::size_t jj = 0; jj < n; ++jj) {
-                float tail = 0.f;
-                for (std::size_t c = body; c < d; ++c) tail += q[c] * float(krow[j0 + jj][c]);
-                st[(j0 + jj) * ld + r] = sums[jj] + tail;
-            }
+    const float* q = qf + r0 * d;
+    for (std::size_t j0 = 0; j0 < keys; j0 += KB) {
+        V part[w];
+        for (std::size_t e = 0; e < w; ++e) part[e] = V(0.f);
+        for (std::size_t c = 0; c < body; c += w) {
+            V qc[RB], kc[KB];
+            for (std::size_t rb = 0; rb < RB; ++rb) qc[rb] = simd::load<V>(q + rb * d + c);
+            for (std::size_t kb = 0; kb < KB; ++kb) kc[kb] = simd::load<V>(krow[j0 + kb] + c);
+            for (std::size_t kb = 0; kb < KB; ++kb)
+                for (std::size_t rb = 0; rb < RB; ++rb) part[kb * RB + rb] = simd::fma(qc[rb], kc[kb], part[kb * RB + rb]);
         }
+        alignas(64) float sums[w];
+        if constexpr (w == 1) sums[0] = part[0];
+        else simd::store(sums, simd::sums_of(part));
+        for (std::size_t kb = 0; kb < KB && j0 + kb < keys; ++kb)
+            for (std::size_t rb = 0; rb < RB; ++rb) {
+                float tail = 0.f;
+                for (std::size_t c = body; c < d; ++c) tail += q[rb * d + c] * float(krow[j0 + kb][c]);
+                st[(j0 + kb) * ld + r0 + rb] = sums[kb * RB + rb] + tail;
+            }
     }
+}
+
+// The scores of `rows` queries (see decode_scores), in blocks of up to 4 rows.
+template <class Arch, class T>
+LACUNA_ALWAYS_INLINE void decode_score_rows(const float* qf, std::size_t rows, std::size_t d, const T* const* krow,
+                                            std::size_t keys, float* st, std::size_t ld) noexcept {
+    constexpr std::size_t w = simd::width<simd::vec<float, Arch>>, most = std::min<std::size_t>(4, w);
+    std::size_t r = 0;
+    for (; r + most <= rows; r += most) decode_scores<Arch, most>(qf, r, d, krow, keys, st, ld);
+    if constexpr (most >= 2)
+        for (; r + 2 <= rows; r += 2) decode_scores<Arch, 2>(qf, r, d, krow, keys, st, ld);
+    for (; r < rows; ++r) decode_scores<Arch, 1>(qf, r, d, krow, keys, st, ld);
 }
 
 // Rows [r0, r0 + rows) of task (b, hk) over keys [j_begin, j_end); writes their partials.
@@ -137,7 +152,17 @@ void decode_block(const decode_args<T>& a, const flash_scratch& s, std::size_t b
         const T* krow[bk + w];
         for (std::size_t j = 0; j < keys; ++j) krow[j] = a.kv.k_row_at(b, hk, j0) + j * a.kv.k_row;
         for (std::size_t j = keys; j < (keys + w - 1) / w * w; ++j) krow[j] = zero_row;
-        decode_scores<Arch>(s.qt, rows, a.d, krow, keys, s.st, ld);
+        // The next tile's rows: while this one computes, its keys and values come from memory.
+        if (const std::size_t next = j0 + keys; next < j_end) {
+            const std::size_t n = std::min(bk, j_end - next);
+            for (std::size_t j = 0; j < n; ++j) {
+                const char* kr = reinterpret_cast<const char*>(a.kv.k_row_at(b, hk, next + j));
+                const char* vr = reinterpret_cast<const char*>(a.kv.v_row_at(b, hk, next + j));
+                for (std::size_t byte = 0; byte < a.d * sizeof(T); byte += 64) __builtin_prefetch(kr + byte);
+                for (std::size_t byte = 0; byte < a.dv * sizeof(T); byte += 64) __builtin_prefetch(vr + byte);
+            }
+        }
+        decode_score_rows<Arch>(s.qt, rows, a.d, krow, keys, s.st, ld);
         if (a.causal && j0 + keys + a.lq > length + 1) // the last keys are in some query's future
             for (std::size_t r = 0; r < rows; ++r) {
                 const std::size_t last = length - a.lq + (r0 + r) % a.lq; // the query's own position
