@@ -46,6 +46,12 @@ double rel_error(const A& out, const B& ref, double floor) {
     return nr > 0 ? r * nr / floor : r / floor;
 }
 
+/// The error of logsumexp values, which sit near log(keys) and may be near 0 for a single key:
+/// relative to each element's size or 1, whichever is larger (a floor of √n on the 2-norm).
+template <std::ranges::contiguous_range A, std::ranges::contiguous_range B> double lse_error(const A& out, const B& ref) {
+    return rel_error(out, ref, std::sqrt(double(std::ranges::size(ref))));
+}
+
 /// n values of NaN: an element the kernel forgets to write fails every comparison.
 template <class T = float> std::vector<T> poisoned(std::size_t n) {
     return std::vector<T>(n, T(std::numeric_limits<float>::quiet_NaN()));
