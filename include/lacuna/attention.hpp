@@ -221,6 +221,7 @@ template <class MaskMod, class ScoreMod> struct flex_mods {
 template <class MaskMod, class ScoreMod> void apply_flex_mods(const void* context, const kernels::scores_view& t) noexcept {
     const auto& mods = *static_cast<const flex_mods<MaskMod, ScoreMod>*>(context);
     constexpr bool scores = !std::is_same_v<ScoreMod, no_score_mod>, masks = !std::is_same_v<MaskMod, no_mask_mod>;
+    if (!scores && t.full) return;
     for (std::size_t j = 0; j < t.keys; ++j)
         for (std::size_t c = 0; c < t.queries; ++c) {
             float& s = t.st[j * t.ldst + c];
