@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <utility>
@@ -15,6 +16,7 @@
 #include "lacuna/kernels/panels.hpp"
 #include "lacuna/kernels/primitives/convert.hpp"
 #include "lacuna/simd/compat.hpp"
+#include "lacuna/simd/cpu.hpp"
 
 namespace lacuna::kernels {
 
@@ -95,7 +97,7 @@ template <class T> std::size_t attention_tasks(const attention_args<T>& a) noexc
 template <class T> std::size_t attention_workspace(const attention_args<T>& a) noexcept {
     constexpr std::size_t bq = attention_query_block, bk = attention_key_block;
     const std::size_t staged = std::is_same_v<T, float> ? 0 : bk * (a.d + a.dv);
-    return a.d * bq + bk * bq + bq * a.dv + 3 * bq + staged;
+    return (a.d + 1) * bq + bk * bq + bq * a.dv + 3 * bq + staged;
 }
 
 /// Runs tasks [task_begin, task_end) (see attention_tasks) with attention_workspace floats of scratch.
@@ -117,7 +119,8 @@ template <class Arch> struct flash_shape {
     static constexpr std::size_t rows = w >= 16 ? 6 : 2; // 24 accumulators of 32 registers, or 8 of 16
 };
 
-// The scratch of one block: the queries transposed and scaled (d × bq), a tile of scores transposed
+// The scratch of one block: the queries transposed and scaled (d × bq, or for vdpbf16ps bfloat16
+// pairs over d + 1 rounded to even), a tile of scores transposed
 // (keys × bq, then the probabilities in place), the output accumulator (bq × dv), the running max and
 // sum and the rescale factor per query, and for bfloat16 the widened tile of keys and values.
 struct flash_scratch {
@@ -125,7 +128,7 @@ struct flash_scratch {
     flash_scratch(float* w, std::size_t d, std::size_t dv) noexcept {
         constexpr std::size_t bq = attention_query_block, bk = attention_key_block;
         qt = w;
-        st = qt + d * bq;
+        st = qt + (d + 1) * bq;
         o = st + bk * bq;
         m = o + bq * dv;
         l = m + bq;
@@ -154,6 +157,42 @@ LACUNA_ALWAYS_INLINE void score_tile(const float* const* krow, const float* qt, 
     for (std::size_t r = 0; r < R; ++r)
         for (std::size_t t = 0; t < S::regs; ++t) simd::store(st + r * S::bq + t * S::w, acc[r][t]);
 }
+
+#if XSIMD_WITH_AVX512BW
+// score_tile for bfloat16 keys and queries with vdpbf16ps: qt2 holds the block's queries as pairs
+// along d ([⌈d/2⌉][64 queries][2], a zero after an odd d), each key contributes one broadcast pair
+// per step, and every product is exact in float. Scores come out times scale. The instruction
+// needs the avx512bf16 target, which the avx512 dispatch flags lack: only this function gets it,
+// and it runs only where the CPU reports the feature.
+template <std::size_t R>
+__attribute__((target("avx512bf16,avx512bw,avx512vl,avx512dq,avx512f"))) inline void
+score_tile_dpbf16(const bfloat16* const* krow, const bfloat16* qt2, std::size_t d, float scale, float* st) noexcept {
+    constexpr std::size_t regs = 4, bq = 64;
+    __m512 acc[R][regs];
+    for (std::size_t r = 0; r < R; ++r)
+        for (std::size_t t = 0; t < regs; ++t) acc[r][t] = _mm512_setzero_ps();
+    for (std::size_t p = 0; p < (d + 1) / 2; ++p) {
+        __m512bh qv[regs];
+        for (std::size_t t = 0; t < regs; ++t) qv[t] = (__m512bh)_mm512_loadu_si512(qt2 + (p * bq + t * 16) * 2);
+        const bool whole = 2 * p + 1 < d; // an odd d's last pair holds one key element (its partner in q is 0)
+        for (std::size_t r = 0; r < R; ++r) {
+            std::uint32_t bits;
+            if (whole) {
+                std::memcpy(&bits, krow[r] + 2 * p, 4);
+            } else {
+                std::uint16_t half;
+                std::memcpy(&half, krow[r] + 2 * p, 2);
+                bits = half;
+            }
+            const __m512bh kb = (__m512bh)_mm512_set1_epi32(std::int32_t(bits));
+            for (std::size_t t = 0; t < regs; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], qv[t], kb);
+        }
+    }
+    const __m512 s = _mm512_set1_ps(scale);
+    for (std::size_t r = 0; r < R; ++r)
+        for (std::size_t t = 0; t < regs; ++t) _mm512_storeu_ps(st + r * bq + t * 16, _mm512_mul_ps(acc[r][t], s));
+}
+#endif
 
 // o[c][cols] = o[c][cols] · alpha[c] + Σ_j p[j][c] · vrow(j)[cols] for R queries c0 .. c0 + R - 1 and
 // the columns [j0, j0 + tiles · width<V>).
@@ -286,10 +325,22 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
     const T* k = a.k + a.ks.at(bi, hk);
     const T* v = a.v + a.vs.at(bi, hk);
 
+    // bfloat16 on a CPU with vdpbf16ps: scores from the bfloat16 values themselves.
+    bool pairs = false;
+#if XSIMD_WITH_AVX512BW
+    if constexpr (std::is_same_v<T, bfloat16> && std::is_same_v<Arch, xsimd::avx512bw>) pairs = cpu().avx512_bf16;
+#endif
     // The queries, scaled, as columns: the score tile is then a product of broadcast keys and
     // whole registers of queries. The padding columns are zero and never leave the scratch.
-    for (std::size_t c = 0; c < S::bq; ++c)
-        for (std::size_t e = 0; e < a.d; ++e) s.qt[e * S::bq + c] = c < n ? a.scale * float(q[c * a.qs.l + e]) : 0.f;
+    if (pairs) {
+        auto* qt2 = reinterpret_cast<bfloat16*>(s.qt);
+        for (std::size_t e = 0; e < (a.d + 1) / 2 * 2; ++e)
+            for (std::size_t c = 0; c < S::bq; ++c)
+                qt2[(e / 2 * S::bq + c) * 2 + e % 2] = c < n && e < a.d ? bfloat16(q[c * a.qs.l + e]) : bfloat16(0.f);
+    } else {
+        for (std::size_t c = 0; c < S::bq; ++c)
+            for (std::size_t e = 0; e < a.d; ++e) s.qt[e * S::bq + c] = c < n ? a.scale * float(q[c * a.qs.l + e]) : 0.f;
+    }
     for (std::size_t c = 0; c < S::bq; ++c) {
         s.m[c] = -std::numeric_limits<float>::infinity();
         s.l[c] = 0.f;
@@ -308,7 +359,7 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
             vt = v + j0 * a.vs.l;
         } else {
             for (std::size_t j = 0; j < keys; ++j) {
-                convert{}(Arch{}, k + (j0 + j) * a.ks.l, s.kf + j * a.d, a.d);
+                if (!pairs) convert{}(Arch{}, k + (j0 + j) * a.ks.l, s.kf + j * a.d, a.d);
                 convert{}(Arch{}, v + (j0 + j) * a.vs.l, s.vf + j * a.dv, a.dv);
             }
             kt = s.kf;
@@ -319,6 +370,21 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
 
         // Scores, R keys at a time.
         std::size_t j = 0;
+#if XSIMD_WITH_AVX512BW
+        if constexpr (std::is_same_v<T, bfloat16> && std::is_same_v<Arch, xsimd::avx512bw>)
+            if (pairs) {
+                const auto* qt2 = reinterpret_cast<const bfloat16*>(s.qt);
+                for (; j + S::rows <= keys; j += S::rows) {
+                    const bfloat16* krow[S::rows];
+                    for (std::size_t r = 0; r < S::rows; ++r) krow[r] = k + (j0 + j + r) * a.ks.l;
+                    score_tile_dpbf16<S::rows>(krow, qt2, a.d, a.scale, s.st + j * S::bq);
+                }
+                for (; j < keys; ++j) {
+                    const bfloat16* krow[1] = {k + (j0 + j) * a.ks.l};
+                    score_tile_dpbf16<1>(krow, qt2, a.d, a.scale, s.st + j * S::bq);
+                }
+            }
+#endif
         for (; j + S::rows <= keys; j += S::rows) {
             const float* krow[S::rows];
             for (std::size_t r = 0; r < S::rows; ++r) krow[r] = kt + (j + r) * ldk;
