@@ -154,12 +154,12 @@ void decode_block(const decode_args<T>& a, const flash_scratch& s, std::size_t b
         for (std::size_t j = keys; j < (keys + w - 1) / w * w; ++j) krow[j] = zero_row;
         // The next tile's rows: while this one computes, its keys and values come from memory.
         if (const std::size_t next = j0 + keys; next < j_end) {
-            const std::size_t n = std::min(bk, j_end - next);
+            const std::size_t n = std::min({bk, j_end - next, (next / a.kv.page_size + 1) * a.kv.page_size - next});
+            const auto* kr = reinterpret_cast<const char*>(a.kv.k_row_at(b, hk, next));
+            const auto* vr = reinterpret_cast<const char*>(a.kv.v_row_at(b, hk, next));
             for (std::size_t j = 0; j < n; ++j) {
-                const char* kr = reinterpret_cast<const char*>(a.kv.k_row_at(b, hk, next + j));
-                const char* vr = reinterpret_cast<const char*>(a.kv.v_row_at(b, hk, next + j));
-                for (std::size_t byte = 0; byte < a.d * sizeof(T); byte += 64) __builtin_prefetch(kr + byte);
-                for (std::size_t byte = 0; byte < a.dv * sizeof(T); byte += 64) __builtin_prefetch(vr + byte);
+                for (std::size_t byte = 0; byte < a.d * sizeof(T); byte += 64) __builtin_prefetch(kr + j * a.kv.k_row * sizeof(T) + byte);
+                for (std::size_t byte = 0; byte < a.dv * sizeof(T); byte += 64) __builtin_prefetch(vr + j * a.kv.v_row * sizeof(T) + byte);
             }
         }
         decode_score_rows<Arch>(s.qt, rows, a.d, krow, keys, s.st, ld);
