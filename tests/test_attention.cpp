@@ -11,6 +11,7 @@
 #include "lacuna/core/parallel.hpp"
 #include "lacuna/reference/attention.hpp"
 #include "support/arch.hpp"
+#include "support/attention.hpp"
 #include "support/catch.hpp"
 #include "support/compare.hpp"
 #include "support/layouts.hpp"
@@ -62,27 +63,13 @@ auto reference_score(const problem& p, const lacuna::attention_options& o) {
     };
 }
 
-struct result {
-    std::vector<float> out, lse;
-};
+using result = lacuna::test::attention_result;
 
-// The kernel on 1 and 2 threads (which must agree to the bit), with out poisoned.
 template <class T> result run_attention(const operands<T>& x, lacuna::attention_options o) {
-    result first;
-    for (int threads : {1, 2}) {
-        lacuna::set_num_threads(threads);
-        result r{lacuna::test::poisoned(x.out_size()), lacuna::test::poisoned(x.p.batch * x.p.q_heads * x.p.lq)};
-        o.logsumexp = r.lse;
-        lacuna::attention(x.qv(), x.kv(), x.vv(), x.out_view(r.out), o);
-        if (threads == 1) {
-            first = r;
-        } else {
-            CHECK(lacuna::test::same_bits(first.out, r.out));
-            CHECK(lacuna::test::same_bits(first.lse, r.lse));
-        }
-    }
-    lacuna::set_num_threads(0);
-    return first;
+    return lacuna::test::on_1_and_2_threads(x.out_size(), x.p.batch * x.p.q_heads * x.p.lq, [&](auto& out, auto& lse) {
+        o.logsumexp = lse;
+        lacuna::attention(x.qv(), x.kv(), x.vv(), x.out_view(out), o);
+    });
 }
 
 template <class T> result run_reference(const operands<T>& x, const lacuna::attention_options& o) {
@@ -295,21 +282,11 @@ auto flex_reference_score(const lacuna::block_mask& m, double scale, MaskMod mas
 
 template <class T, class MaskMod, class ScoreMod>
 void check_flex(const operands<T>& x, const lacuna::block_mask& m, MaskMod mask_mod, ScoreMod score_mod, double tol = 2e-6) {
-    result first;
-    for (int threads : {1, 2}) {
-        lacuna::set_num_threads(threads);
-        result r{lacuna::test::poisoned(x.out_size()), lacuna::test::poisoned(x.p.batch * x.p.q_heads * x.p.lq)};
+    const result first = lacuna::test::on_1_and_2_threads(x.out_size(), x.p.batch * x.p.q_heads * x.p.lq, [&](auto& out, auto& lse) {
         lacuna::flex_options o;
-        o.logsumexp = r.lse;
-        lacuna::flex_attention(x.qv(), x.kv(), x.vv(), m, x.out_view(r.out), mask_mod, score_mod, o);
-        if (threads == 1) {
-            first = r;
-        } else {
-            CHECK(lacuna::test::same_bits(first.out, r.out));
-            CHECK(lacuna::test::same_bits(first.lse, r.lse));
-        }
-    }
-    lacuna::set_num_threads(0);
+        o.logsumexp = lse;
+        lacuna::flex_attention(x.qv(), x.kv(), x.vv(), m, x.out_view(out), mask_mod, score_mod, o);
+    });
     result want{std::vector<float>(x.out_size()), std::vector<float>(x.p.batch * x.p.q_heads * x.p.lq)};
     lacuna::ref::attention(x.qv(), x.kv(), x.vv(), x.out_view(want.out),
                            flex_reference_score(m, 1.0 / std::sqrt(double(x.p.d)), mask_mod, score_mod), want.lse);

@@ -10,6 +10,7 @@
 #include "lacuna/layout/kv_cache.hpp"
 #include "lacuna/reference/attention.hpp"
 #include "support/arch.hpp"
+#include "support/attention.hpp"
 #include "support/catch.hpp"
 #include "support/compare.hpp"
 #include "support/layouts.hpp"
@@ -58,9 +59,8 @@ template <class T> struct decode_operands {
     }
 };
 
-struct result {
-    std::vector<float> out, lse;
-};
+using result = lacuna::test::attention_result;
+using lacuna::test::on_1_and_2_threads;
 
 template <class T> result reference(const decode_operands<T>& x, bool causal) {
     result r{std::vector<float>(x.out_size()), std::vector<float>(x.p.batch * x.p.q_heads * x.p.lq)};
@@ -71,24 +71,6 @@ template <class T> result reference(const decode_operands<T>& x, bool causal) {
                            },
                            r.lse);
     return r;
-}
-
-// Runs call(out, lse) on 1 and 2 threads, checks they agree to the bit, returns the first.
-template <class Call> result on_1_and_2_threads(std::size_t out_size, std::size_t lse_size, Call&& call) {
-    result first;
-    for (int threads : {1, 2}) {
-        lacuna::set_num_threads(threads);
-        result r{lacuna::test::poisoned(out_size), lacuna::test::poisoned(lse_size)};
-        call(r.out, r.lse);
-        if (threads == 1) {
-            first = r;
-        } else {
-            CHECK(lacuna::test::same_bits(first.out, r.out));
-            CHECK(lacuna::test::same_bits(first.lse, r.lse));
-        }
-    }
-    lacuna::set_num_threads(0);
-    return first;
 }
 
 } // namespace
