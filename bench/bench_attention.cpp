@@ -16,6 +16,8 @@
 #include "lacuna/core/aligned_buffer.hpp"
 #include "lacuna/core/bfloat16.hpp"
 #include "lacuna/layout/block_mask.hpp"
+#include "lacuna/layout/coo.hpp"
+#include "lacuna/layout/csr.hpp"
 #include "lacuna/layout/kv_cache.hpp"
 #include "lacuna/masks.hpp"
 #include "lacuna/primitives.hpp"
@@ -188,6 +190,35 @@ void add_block_sparse(std::size_t heads, std::size_t l, std::size_t d, double de
         add("create_block_mask", 1, 0, [=](prefill&) { benchmark::DoNotOptimize(lacuna::create_block_mask(in_window, 1, 1, l, l)); });
 }
 
+// Attention at the positions of an element-level mask (`density` of the query-key pairs, uniform,
+// as CSR), against dense attention of the same shape.
+void add_masked(std::size_t heads, std::size_t l, std::size_t d, double density) {
+    const std::string op = "masked" + std::to_string(int(density * 100)) + "%_h" + std::to_string(heads) + "_d" + std::to_string(d);
+    auto mask = std::make_shared<lacuna::csr<float>>([&] {
+        std::mt19937_64 rng(13);
+        std::bernoulli_distribution keep(density);
+        lacuna::triplets<float> pairs(l, l);
+        for (std::size_t i = 0; i < l; ++i)
+            for (std::size_t j = 0; j < l; ++j)
+                if (keep(rng)) pairs.add(i, j, 1.f);
+        return pairs.to_csr();
+    }());
+    const double flops = 4.0 * double(mask->nnz()) * double(d) * double(heads);
+    for (int threads : {1, 2}) {
+        const std::string suffix = threads == 1 ? "" : ".2t";
+        add_timed(op + "/lacuna" + suffix + "/" + std::to_string(l), threads, [=] {
+            prefill& p = prefill_for(heads, l, d);
+            return timed_case{[&p, mask] { lacuna::masked_attention(p.view(p.q), p.view(p.k), p.view(p.v), *mask, p.out_view()); },
+                              flops, 3.0 * double(heads * l * d) * sizeof(float)};
+        });
+        add_timed(op + "/dense" + suffix + "/" + std::to_string(l), threads, [=] {
+            prefill& p = prefill_for(heads, l, d);
+            return timed_case{[&p] { lacuna::attention(p.view(p.q), p.view(p.k), p.view(p.v), p.out_view()); }, flops,
+                              3.0 * double(heads * l * d) * sizeof(float)};
+        });
+    }
+}
+
 // One new token of 32 query heads over a cache of `length` tokens and 8 KV heads, D = 128: the cache
 // contiguous, paged (pages of 64 tokens), in float and bfloat16, against what a user composes with
 // OpenBLAS (per KV head: sgemm of its 4 query heads against K, softmax, sgemm with V).
@@ -296,6 +327,7 @@ void register_cases() {
     const std::size_t sparse_length = full ? 8192 : 4096;
     for (double density : {0.5, 0.2, 0.1, 0.05}) add_block_sparse(8, sparse_length, 128, density, 0);
     add_block_sparse(8, sparse_length, 128, 0, 512);
+    add_masked(8, 4096, 128, 0.01);
     for (std::size_t length : {8192, 32768}) add_decode(length);
 }
 

@@ -1,14 +1,17 @@
 // Fused attention against the double reference: head dims, lengths off the tiles, GQA, causal,
 // dense masks, bfloat16, strided views, numerics at the edges, bad input; every arch, 1 and 2 threads.
 #include <cmath>
-#include <cstdint>
-#include <span>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
+#include <span>
 #include <vector>
 
 #include "lacuna/attention.hpp"
 #include "lacuna/core/parallel.hpp"
+#include "lacuna/layout/bitmap.hpp"
+#include "lacuna/layout/convert.hpp"
+#include "lacuna/layout/csr.hpp"
 #include "lacuna/reference/attention.hpp"
 #include "support/arch.hpp"
 #include "support/attention.hpp"
@@ -386,4 +389,42 @@ TEST_CASE("block_mask and flex_attention reject bad arrays and shapes", "[attent
     CHECK_THROWS_WITH(lacuna::flex_attention(x.qv(), x.kv(), x.vv(), m, x.out_view(out)),
                       "lacuna::flex_attention: the block mask is for [1, 1] x 5 x 7, the operands are [1, 2] x 6 x 7 (B "
                       "and H of the mask may be 1)");
+}
+
+TEMPLATE_TEST_CASE("masked_attention with CSR and bitmap masks matches the reference", "[attention][masked]", float,
+                   lacuna::bfloat16) {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    for (const problem& p : {problem{1, 4, 2, 70, 90, 32, 24}, problem{2, 2, 2, 5, 130, 17, 8}})
+        for (double density : {0.0, 0.05, 0.5}) {
+            INFO(p << ", mask density " << density);
+            const operands<TestType> x(rng, p);
+            const auto csr = lacuna::test::random_layout<lacuna::csr<float>>(rng, p.lq, p.lkv, density);
+            const auto bitmap = lacuna::convert_to<lacuna::bitmap<float>>(csr);
+            std::vector<char> keep(p.lq * p.lkv, 0);
+            for (std::size_t i = 0; i < p.lq; ++i) csr.for_each_in_row(i, [&](std::size_t j, float) { keep[i * p.lkv + j] = 1; });
+            const double scale = 1.0 / std::sqrt(double(p.d));
+            result want{std::vector<float>(x.out_size()), std::vector<float>(p.batch * p.q_heads * p.lq)};
+            lacuna::ref::attention(x.qv(), x.kv(), x.vv(), x.out_view(want.out),
+                                   [&](std::size_t, std::size_t, std::size_t i, std::size_t j, double dot) {
+                                       return keep[i * p.lkv + j] ? scale * dot : -std::numeric_limits<double>::infinity();
+                                   },
+                                   want.lse);
+            auto check = [&](const auto& mask) {
+                const result got = lacuna::test::on_1_and_2_threads(x.out_size(), want.lse.size(), [&](auto& out, auto& lse) {
+                    lacuna::flex_options o;
+                    o.logsumexp = lse;
+                    lacuna::masked_attention(x.qv(), x.kv(), x.vv(), mask, x.out_view(out), o);
+                });
+                CHECK(rel_error(got.out, want.out) <= 2e-6);
+                CHECK(lse_error(got.lse, want.lse) <= 2e-6);
+            };
+            check(csr);
+            check(bitmap);
+        }
+    const operands<TestType> x(rng, {1, 1, 1, 4, 4, 8, 8});
+    std::vector<float> out(x.out_size());
+    CHECK_THROWS_WITH(lacuna::masked_attention(x.qv(), x.kv(), x.vv(), lacuna::test::random_layout<lacuna::csr<float>>(rng, 4, 5, 0.5),
+                                               x.out_view(out)),
+                      "lacuna::masked_attention: the mask is 4 x 5, the queries and keys need 4 x 4");
 }

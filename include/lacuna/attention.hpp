@@ -19,7 +19,9 @@
 #include "lacuna/core/parallel.hpp"
 #include "lacuna/kernels/attention/decode.hpp"
 #include "lacuna/kernels/attention/flash.hpp"
+#include "lacuna/primitives.hpp"
 #include "lacuna/layout/block_mask.hpp"
+#include "lacuna/layout/concepts.hpp"
 #include "lacuna/layout/kv_cache.hpp"
 #include "lacuna/simd/dispatch.hpp"
 
@@ -278,6 +280,75 @@ void flex_attention(tensor4_view<const T> q, tensor4_view<const T> k, tensor4_vi
         std::size_t blocks = std::size_t(lists.num_partial[row]);
         if (lists.num_full) blocks += std::size_t(lists.num_full[row]);
         return blocks * mask.kv_block();
+    });
+}
+
+/// Attention where an element-level sparse mask says which keys each query attends: scores are
+/// computed only at the mask's stored positions (a dot product each), then softmax over them and the
+/// weighted sum of their value rows, for every batch entry and head (the mask is shared). For masks
+/// too scattered for blocks: at 1% density this reads 1% of K and V, where a block mask would read
+/// every block with a kept element. mask is CSR or bitmap, Lq × Lkv, its values unused. Shapes and
+/// results otherwise as attention() (a query with nothing stored gets zeros and logsumexp -inf).
+/// Cost: (2·D + 2·Dv)·nnz FLOPs per head, Lkv floats of scratch per thread; rows split over threads
+/// by stored count, each computed by one thread (deterministic). Throws as attention(), and
+/// shape_error if the mask is not Lq × Lkv.
+template <attention_value T, class Mask>
+    requires(compressed_rows<Mask> || bitmap_sparse<Mask>)
+void masked_attention(tensor4_view<const T> q, tensor4_view<const T> k, tensor4_view<const T> v, const Mask& mask,
+                      tensor4_view<float> out, const flex_options& opts = {}) {
+    const char* where = "lacuna::masked_attention";
+    kernels::attention_args<T> a{};
+    detail::check_attention_operands(where, q, k, v, out, opts.logsumexp, a);
+    if (mask.rows() != a.lq || mask.cols() != a.lkv)
+        detail::fail<shape_error>(where, ": the mask is ", mask.rows(), " x ", mask.cols(), ", the queries and keys need ", a.lq, " x ",
+                                  a.lkv);
+    if (out.size() == 0) return;
+    const float scale = detail::attention_scale(opts.scale, a.d);
+    const std::size_t group = a.q_heads / a.kv_heads, rows = a.batch * a.q_heads * a.lq;
+    std::vector<std::size_t> stored(a.lq + 1, 0);
+    for (std::size_t i = 0; i < a.lq; ++i) {
+        std::size_t n = 0;
+        mask.for_each_in_row(i, [&](std::size_t, auto) { ++n; });
+        stored[i + 1] = stored[i] + n;
+    }
+    const std::size_t parts = std::min<std::size_t>(std::size_t(num_threads()), rows);
+    const auto bounds = detail::balanced_row_parts(rows, parts, [&](std::size_t r) {
+        return r / a.lq * stored[a.lq] + stored[r % a.lq];
+    });
+    parallel_for(parts, [&](std::size_t part) {
+        std::vector<float> scores(a.lkv), widened(std::is_same_v<T, float> ? 0 : std::max(a.d, a.dv));
+        std::vector<std::size_t> keys(a.lkv);
+        for (std::size_t r = bounds[part]; r < bounds[part + 1]; ++r) {
+            const std::size_t i = r % a.lq, h = r / a.lq % a.q_heads, b = r / a.lq / a.q_heads, hk = h / group;
+            const T* qi = a.q + a.qs.at(b, h) + i * a.qs.l;
+            std::size_t n = 0;
+            mask.for_each_in_row(i, [&](std::size_t j, auto) {
+                const T* kj = a.k + a.ks.at(b, hk) + j * a.ks.l;
+                scores[n] = scale * lacuna::dot(std::span<const T>(qi, a.d), std::span<const T>(kj, a.d));
+                keys[n++] = j;
+            });
+            float* o = a.out + a.os.at(b, h) + i * a.os.l;
+            std::fill(o, o + a.dv, 0.f);
+            float lse = -std::numeric_limits<float>::infinity();
+            if (n != 0) {
+                const std::span<float> s(scores.data(), n);
+                const float m = lacuna::reduce_max(s);
+                for (float& x : s) x -= m;
+                lacuna::exp(s, s);
+                const float sum = lacuna::reduce_sum(s);
+                lse = m + std::log(sum);
+                for (std::size_t e = 0; e < n; ++e) {
+                    const T* vj = a.v + a.vs.at(b, hk) + keys[e] * a.vs.l;
+                    if constexpr (std::is_same_v<T, float>) {
+                        lacuna::axpy(s[e] / sum, std::span<const float>(vj, a.dv), std::span<float>(o, a.dv));
+                    } else {
+                        lacuna::convert(std::span<const bfloat16>(vj, a.dv), std::span<float>(widened.data(), a.dv));
+                        lacuna::axpy(s[e] / sum, std::span<const float>(widened.data(), a.dv), std::span<float>(o, a.dv));
+                    }
+                }
+            }
+            if (a.logsumexp) a.logsumexp[r] = lse;
+        }
     });
 }
 
