@@ -1,10 +1,24 @@
-# lacuna_enable_dispatch(<target>)
+# lacuna_enable_dispatch(<target> [TABLES <library>])
 #
 # Adds to <target> one generated source per instruction set of this platform (x86-64: scalar, sse4_2,
 # avx2, avx512; AArch64: scalar, neon64), each compiled with that instruction set's flags and at
 # least -O1, which fill lacuna's kernel tables. Defines LACUNA_DISPATCH=1 on <target> (PUBLIC), so
 # lacuna's entry points pick the best table for the CPU at run time.
+#
+# With TABLES, the sources go into the static library <library> instead, made by the first call that
+# names it and linked by every later one: targets that share the tables compile them once. They must
+# not differ in definitions that change lacuna's kernels.
 function(lacuna_enable_dispatch target)
+  cmake_parse_arguments(PARSE_ARGV 1 arg "" "TABLES" "")
+  if(arg_TABLES)
+    if(NOT TARGET ${arg_TABLES})
+      add_library(${arg_TABLES} STATIC)
+      target_link_libraries(${arg_TABLES} PUBLIC lacuna::lacuna)
+      lacuna_enable_dispatch(${arg_TABLES})
+    endif()
+    target_link_libraries(${target} PRIVATE ${arg_TABLES})
+    return()
+  endif()
   if(NOT CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
     message(FATAL_ERROR "lacuna_enable_dispatch: needs GCC or Clang (got ${CMAKE_CXX_COMPILER_ID}); "
                         "use the header-only path, which runs the arch your compile flags enable")

@@ -81,10 +81,10 @@ template <class T> result run_reference(const operands<T>& x, const lacuna::atte
     return r;
 }
 
-template <class T> void check_against_reference(const operands<T>& x, const lacuna::attention_options& o, double tol = 2e-6) {
+template <class T> void check_against_reference(const operands<T>& x, const lacuna::attention_options& o, double tol = 5e-6) {
     const result got = run_attention(x, o), want = run_reference(x, o);
     CHECK(rel_error(got.out, want.out) <= tol);
-    CHECK(lse_error(got.lse, want.lse) <= tol);
+    CHECK(lse_error(got.lse, want.lse) <= 1e-5);
 }
 
 } // namespace
@@ -182,7 +182,7 @@ TEST_CASE("attention: logits near 1e4 stay exact, NaN propagates", "[attention]"
     const result r = run_attention(x, o);
     for (std::size_t c = 0; c < p.dv; ++c) CHECK(std::isnan(r.out[(1 * p.lq + 5) * p.dv + c]));
     CHECK(std::isnan(r.lse[1 * p.lq + 5]));
-    CHECK(rel_error(r.out, run_reference(x, o).out) <= 2e-6);
+    CHECK(rel_error(r.out, run_reference(x, o).out) <= 5e-6);
 }
 
 TEST_CASE("attention reads strided views: q, k, v and out as [B, L, H, D]", "[attention]") {
@@ -209,7 +209,7 @@ TEST_CASE("attention reads strided views: q, k, v and out as [B, L, H, D]", "[at
     o.causal = true;
     lacuna::attention<float>(bshd(q.data(), p.batch, p.q_heads, p.lq, p.d), bshd(k.data(), p.batch, p.kv_heads, p.lkv, p.d),
                              bshd(v.data(), p.batch, p.kv_heads, p.lkv, p.dv), bshd(out.data(), p.batch, p.q_heads, p.lq, p.dv), o);
-    CHECK(rel_error(out, to_bshd(run_reference(x, o).out, p.batch, p.q_heads, p.lq, p.dv)) <= 2e-6);
+    CHECK(rel_error(out, to_bshd(run_reference(x, o).out, p.batch, p.q_heads, p.lq, p.dv)) <= 5e-6);
 }
 
 TEST_CASE("attention rejects bad operands with a message naming them", "[attention][errors]") {
@@ -284,7 +284,7 @@ auto flex_reference_score(const lacuna::block_mask& m, double scale, MaskMod mas
 }
 
 template <class T, class MaskMod, class ScoreMod>
-void check_flex(const operands<T>& x, const lacuna::block_mask& m, MaskMod mask_mod, ScoreMod score_mod, double tol = 2e-6) {
+void check_flex(const operands<T>& x, const lacuna::block_mask& m, MaskMod mask_mod, ScoreMod score_mod, double tol = 5e-6) {
     const result first = lacuna::test::on_1_and_2_threads(x.out_size(), x.p.batch * x.p.q_heads * x.p.lq, [&](auto& out, auto& lse) {
         lacuna::flex_options o;
         o.logsumexp = lse;
@@ -294,7 +294,7 @@ void check_flex(const operands<T>& x, const lacuna::block_mask& m, MaskMod mask_
     lacuna::ref::attention(x.qv(), x.kv(), x.vv(), x.out_view(want.out),
                            flex_reference_score(m, 1.0 / std::sqrt(double(x.p.d)), mask_mod, score_mod), want.lse);
     CHECK(rel_error(first.out, want.out) <= tol);
-    CHECK(lse_error(first.lse, want.lse) <= tol);
+    CHECK(lse_error(first.lse, want.lse) <= 1e-5);
 }
 
 } // namespace
@@ -416,8 +416,8 @@ TEMPLATE_TEST_CASE("masked_attention with CSR and bitmap masks matches the refer
                     o.logsumexp = lse;
                     lacuna::masked_attention(x.qv(), x.kv(), x.vv(), mask, x.out_view(out), o);
                 });
-                CHECK(rel_error(got.out, want.out) <= 2e-6);
-                CHECK(lse_error(got.lse, want.lse) <= 2e-6);
+                CHECK(rel_error(got.out, want.out) <= 5e-6);
+                CHECK(lse_error(got.lse, want.lse) <= 1e-5);
             };
             check(csr);
             check(bitmap);

@@ -95,8 +95,8 @@ TEMPLATE_TEST_CASE("decode_attention over contiguous and paged caches matches th
                 o.logsumexp = lse;
                 lacuna::decode_attention(x.qv(), x.kv(), x.vv(), x.out_view(out), o);
             });
-            CHECK(lacuna::test::rel_error(contiguous.out, want.out) <= 2e-6);
-            CHECK(lacuna::test::lse_error(contiguous.lse, want.lse) <= 2e-6);
+            CHECK(lacuna::test::rel_error(contiguous.out, want.out) <= 5e-6);
+            CHECK(lacuna::test::lse_error(contiguous.lse, want.lse) <= 1e-5);
             for (auto [page, chunk] : {std::pair{16, 7}, std::pair{48, 100}, std::pair{64, 1}}) {
                 INFO("pages of " << page << ", appended " << chunk << " at a time");
                 const auto cache = x.paged(page, chunk);
@@ -106,8 +106,8 @@ TEMPLATE_TEST_CASE("decode_attention over contiguous and paged caches matches th
                     o.logsumexp = lse;
                     lacuna::decode_attention(x.qv(), cache, seqs, x.out_view(out), o);
                 });
-                CHECK(lacuna::test::rel_error(paged.out, want.out) <= 2e-6);
-                CHECK(lacuna::test::lse_error(paged.lse, want.lse) <= 2e-6);
+                CHECK(lacuna::test::rel_error(paged.out, want.out) <= 5e-6);
+                CHECK(lacuna::test::lse_error(paged.lse, want.lse) <= 1e-5);
             }
         }
 }

@@ -129,6 +129,6 @@ TEST_CASE("flex_attention over the patterns matches the reference", "[masks][att
                                [&](std::size_t b, std::size_t h, std::size_t i, std::size_t j, double dot) {
                                    return m(b, h, i, j) ? scale * dot : -std::numeric_limits<double>::infinity();
                                });
-        CHECK(lacuna::test::rel_error(out, want) <= 2e-6);
+        CHECK(lacuna::test::rel_error(out, want) <= 5e-6);
     });
 }
