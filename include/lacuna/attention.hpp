@@ -368,9 +368,25 @@ namespace detail {
 // Keys per decode task: fixed, so that the partials, and thus every bit, do not depend on the threads.
 inline constexpr std::size_t decode_split = 1024;
 
-// Runs the decode tasks over threads, then merges each query's partials in split order.
+// Runs the decode tasks over threads, then merges each query's partials in split order: the checked
+// operands of q and out, keys and values from kv, lengths[b] keys in sequence b.
 template <class T>
-void run_decode(kernels::decode_args<T>& args, tensor4_view<float> out, std::span<float> logsumexp) {
+void run_decode(const kernels::attention_args<T>& checked, const decode_options& opts, const kernels::kv_source<T>& kv,
+                const std::vector<std::size_t>& lengths, tensor4_view<float> out) {
+    kernels::decode_args<T> args{};
+    args.q = checked.q;
+    args.qs = checked.qs;
+    args.batch = checked.batch;
+    args.q_heads = checked.q_heads;
+    args.kv_heads = checked.kv_heads;
+    args.lq = checked.lq;
+    args.d = checked.d;
+    args.dv = checked.dv;
+    args.scale = attention_scale(opts.scale, checked.d);
+    args.causal = opts.causal;
+    args.kv = kv;
+    args.lengths = lengths.data();
+    const std::span<float> logsumexp = opts.logsumexp;
     const std::size_t group = args.q_heads / args.kv_heads, rows = group * args.lq, width = args.dv + 2;
     std::size_t longest = 0;
     for (std::size_t b = 0; b < args.batch; ++b) longest = std::max(longest, args.lengths[b]);
@@ -438,23 +454,10 @@ void decode_attention(tensor4_view<const T> q, tensor4_view<const T> k, tensor4_
     if (opts.causal && checked.lq > checked.lkv)
         detail::fail<shape_error>(where, ": ", checked.lq, " queries are more than the ", checked.lkv, " positions of the cache");
     if (out.size() == 0) return;
-    const std::vector<std::size_t> lengths(checked.batch, checked.lkv);
-    kernels::decode_args<T> args{};
-    args.q = q.data();
-    args.qs = detail::strides_of(q);
-    args.batch = checked.batch;
-    args.q_heads = checked.q_heads;
-    args.kv_heads = checked.kv_heads;
-    args.lq = checked.lq;
-    args.d = checked.d;
-    args.dv = checked.dv;
-    args.scale = detail::attention_scale(opts.scale, checked.d);
-    args.causal = opts.causal;
-    args.kv = {k.data(),    v.data(),    nullptr,     0,           std::max<std::size_t>(checked.lkv, 1),
-               k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1),
-               v.stride(2)};
-    args.lengths = lengths.data();
-    detail::run_decode(args, out, opts.logsumexp);
+    const kernels::kv_source<T> kv{k.data(),    v.data(),    nullptr,     0,           std::max<std::size_t>(checked.lkv, 1),
+                                   k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1),
+                                   v.stride(2)};
+    detail::run_decode(checked, opts, kv, std::vector<std::size_t>(checked.batch, checked.lkv), out);
 }
 
 /// decode_attention() over a paged cache: batch entry b is sequence sequences[b] of the cache, whose
@@ -465,7 +468,7 @@ template <attention_value T>
 void decode_attention(tensor4_view<const T> q, const paged_kv_cache<T>& cache, std::span<const std::size_t> sequences,
                       tensor4_view<float> out, const decode_options& opts = {}) {
     const char* where = "lacuna::decode_attention";
-    const std::size_t batch = q.extent(0), q_heads = q.extent(1), lq = q.extent(2);
+    const std::size_t batch = q.extent(0), lq = q.extent(2);
     detail::check_size(where, "sequences", sequences.size(), batch, "one per batch entry of q");
     std::vector<std::size_t> lengths(batch);
     std::size_t pages = 1;
@@ -486,22 +489,11 @@ void decode_attention(tensor4_view<const T> q, const paged_kv_cache<T>& cache, s
     if (out.size() == 0) return;
     std::vector<std::int32_t> table(batch * pages, 0);
     for (std::size_t b = 0; b < batch; ++b) std::ranges::copy(cache.block_table(sequences[b]), table.begin() + std::ptrdiff_t(b * pages));
-    kernels::decode_args<T> args{};
-    args.q = q.data();
-    args.qs = detail::strides_of(q);
-    args.batch = batch;
-    args.q_heads = q_heads;
-    args.kv_heads = hk;
-    args.lq = lq;
-    args.d = cache.d();
-    args.dv = cache.dv();
-    args.scale = detail::attention_scale(opts.scale, cache.d());
-    args.causal = opts.causal;
     const std::size_t ps = cache.page_size();
-    args.kv = {cache.k_pages(), cache.v_pages(), table.data(), pages, ps, hk * ps * cache.d(), ps * cache.d(), cache.d(),
-               hk * ps * cache.dv(), ps * cache.dv(), cache.dv()};
-    args.lengths = lengths.data();
-    detail::run_decode(args, out, opts.logsumexp);
+    const kernels::kv_source<T> kv{cache.k_pages(),      cache.v_pages(), table.data(), pages, ps, hk * ps * cache.d(),
+                                   ps * cache.d(),       cache.d(),       hk * ps * cache.dv(), ps * cache.dv(),
+                                   cache.dv()};
+    detail::run_decode(checked, opts, kv, lengths, out);
 }
 
 } // namespace lacuna
