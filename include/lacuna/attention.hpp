@@ -165,7 +165,7 @@ template <class T, class KeysOf> void run_attention(const kernels::attention_arg
 /// masked) gets zeros, never NaN; a NaN among the kept inputs makes its output NaN.
 ///
 /// Cost: 2·Lq·Lkv·(D + Dv) FLOPs per head times the kept fraction (tiles of 64 × 64 that the causal
-/// mask removes are never touched); scratch of (D + Dv + 67)·64 floats per thread (plus 64·(D + Dv)
+/// mask removes are never touched); scratch of (D + Dv + 68)·64 floats per thread (plus 64·(D + Dv)
 /// for bfloat16), never proportional to Lq·Lkv. Tasks of 64 queries of one head are split over
 /// threads by the keys they visit; each output is computed by one thread in a fixed order, so results
 /// do not depend on the thread count.
