@@ -69,6 +69,41 @@ TEMPLATE_TEST_CASE("linear matches the reference", "[linear]", lacuna::csr<float
     }
 }
 
+TEMPLATE_TEST_CASE("linear with dense weights matches the reference", "[linear][dense]", float, bfloat16) {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    struct shape {
+        std::size_t tokens, in, out;
+    };
+    // in past one chunk of A's columns (128) and out past one block of rows (24), with tails of both;
+    // W with a row stride wider than its columns.
+    for (auto s : {shape{1, 1, 1}, shape{1, 300, 37}, shape{3, 17, 5}, shape{5, 64, 17}, shape{19, 130, 30},
+                   shape{70, 257, 50}, shape{0, 4, 4}}) {
+        INFO(s.tokens << " tokens, " << s.in << " -> " << s.out);
+        const std::size_t ld = s.in + 3;
+        const auto w = random_vector<TestType>(rng, s.out * ld);
+        std::vector<TestType> packed(s.out * s.in);
+        for (std::size_t o = 0; o < s.out; ++o)
+            for (std::size_t i = 0; i < s.in; ++i) packed[o * s.in + i] = w[o * ld + i];
+        const auto w_ref = lacuna::csr<TestType>::from_dense(lacuna::matrix_view<const TestType>(packed, s.out, s.in));
+        const auto x = random_vector(rng, s.tokens * s.in);
+        const lacuna::matrix_view<const float> xv(x, s.tokens, s.in);
+        auto y_ref = poisoned(s.tokens * s.out);
+        lacuna::ref::linear(xv, w_ref, lacuna::matrix_view<float>(y_ref, s.tokens, s.out), {}, "silu");
+        std::vector<float> first;
+        for (int threads : {1, 2}) {
+            lacuna::set_num_threads(threads);
+            auto y = poisoned(s.tokens * s.out);
+            lacuna::linear(xv, lacuna::matrix_view<const TestType>(w.data(), s.out, s.in, ld),
+                           lacuna::matrix_view<float>(y, s.tokens, s.out), {{}, lacuna::activation::silu});
+            CHECK(rel_error(y, y_ref) <= 2e-6);
+            if (first.empty()) first = y;
+            CHECK(lacuna::test::same_bits(y, first));
+        }
+        lacuna::set_num_threads(0);
+    }
+}
+
 TEST_CASE("linear: strided X and Y, NaN passes through relu", "[linear]") {
     LACUNA_FOR_EACH_ARCH();
     auto rng = lacuna::test::make_rng();

@@ -1,5 +1,5 @@
-// lacuna: the sparse linear layer Y = act(X·Wᵀ + bias), the call an inference engine makes for
-// every pruned layer.
+// lacuna: the linear layer Y = act(X·Wᵀ + bias), the call an inference engine makes for every
+// pruned layer (and, with dense weights, for the layers it left dense).
 #pragma once
 
 #include <algorithm>
@@ -39,15 +39,15 @@ inline void transpose(const float* src, std::size_t ld_src, std::size_t rows, st
 inline constexpr std::size_t linear_vector_tokens = 4;
 } // namespace detail
 
-/// Y = act(X·Wᵀ + bias): X dense row-major float (T tokens × in), W sparse (out × in; any layout and
-/// value type spmm takes), Y dense row-major float (T × out), bias of length out or empty. The bias
+/// Y = act(X·Wᵀ + bias): X dense row-major float (T tokens × in), W (out × in) sparse in any layout
+/// and value type spmm takes, or dense (a row-major float or bfloat16 view), Y dense row-major float (T × out), bias of length out or empty. The bias
 /// and activation are applied by the thread that computed each part of Y, while it is in cache.
 /// T <= 4: one SpMV per token, no extra memory. T > 4: one SpMM over Xᵀ; allocates about
 /// (in + out)·T floats (Xᵀ, and the out × T product before it is turned into Y). O(stored · T) work.
 /// Deterministic for any thread count.
 /// Throws shape_error if the shapes do not fit, aliasing_error if Y overlaps X, W's values or the bias.
-template <product_operand Sparse>
-void linear(matrix_view<const float> x, const Sparse& w, matrix_view<float> y, linear_options opts = {}) {
+template <weight_operand Weights>
+void linear(matrix_view<const float> x, const Weights& w, matrix_view<float> y, linear_options opts = {}) {
     const char* where = "lacuna::linear";
     const std::size_t tokens = x.rows(), in = x.cols(), out = w.rows();
     if (w.cols() != in)
@@ -58,7 +58,7 @@ void linear(matrix_view<const float> x, const Sparse& w, matrix_view<float> y, l
                                   " (rows of X x rows of W)");
     if (!opts.bias.empty()) detail::check_size(where, "bias", opts.bias.size(), out, "the rows of W");
     detail::check_disjoint(where, "Y", y, "X", x);
-    detail::check_no_partial_overlap(where, "Y", y.data(), detail::span_bytes(y), "the values of W", w.values(),
+    detail::check_no_partial_overlap(where, "Y", y.data(), detail::span_bytes(y), "the values of W", detail::values_of(w),
                                      detail::value_bytes(w));
     detail::check_no_partial_overlap(where, "Y", y.data(), detail::span_bytes(y), "the bias", opts.bias.data(),
                                      opts.bias.size_bytes());

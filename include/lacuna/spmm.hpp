@@ -17,6 +17,7 @@
 #include "lacuna/kernels/spmm/bitmap.hpp"
 #include "lacuna/kernels/spmm/bsr.hpp"
 #include "lacuna/kernels/spmm/csr.hpp"
+#include "lacuna/kernels/spmm/dense.hpp"
 #include "lacuna/kernels/spmm/dense_sparse.hpp"
 #include "lacuna/kernels/spmm/nm.hpp"
 #include "lacuna/layout/concepts.hpp"
@@ -38,12 +39,20 @@ template <class S>
 concept product_operand = sparse_matrix<S> && product_value<typename S::value_type> &&
                           (compressed_rows<S> || block_sparse<S> || semi_structured<S> || bitmap_sparse<S>);
 
+/// A dense matrix taken where a sparse one may be (weights of linear and of MoE experts): a
+/// row-major view of float or bfloat16.
+template <class W>
+concept dense_operand = std::same_as<W, matrix_view<const float>> || std::same_as<W, matrix_view<const bfloat16>>;
+
+/// The weights of a layer: any sparse layout the products take, or a dense row-major view.
+template <class W> concept weight_operand = product_operand<W> || dense_operand<W>;
+
 namespace detail {
 
 /// C = α·A·B + β·C on the kernel of A's layout (the SpMV kernel when n = 1 and B is contiguous),
 /// rows split over threads by stored count. after(r0, r1) runs on the thread that computed rows
 /// [r0, r1) of C, right after it, while they are in its cache.
-template <class Sparse, class After>
+template <product_operand Sparse, class After>
 void run_product(const Sparse& a, const kernels::dense_operands& d, After&& after) {
     using T = typename Sparse::value_type;
     using Index = typename Sparse::index_type;
@@ -83,7 +92,20 @@ void run_product(const Sparse& a, const kernels::dense_operands& d, After&& afte
     }
 }
 
-template <class Sparse> std::size_t value_bytes(const Sparse& a) {
+/// C = α·A·B + β·C for a dense A, rows split over threads evenly, as run_product does for a sparse A.
+template <dense_operand Dense, class After>
+void run_product(const Dense& a, const kernels::dense_operands& d, After&& after) {
+    const kernels::dense_product_args<typename Dense::value_type> args{d, a.data(), a.stride(), a.cols()};
+    const bool vector = d.n == 1 && d.ldb == 1;
+    run_on_rows(a.rows(), [&](std::size_t i) { return i * a.cols(); }, [&](std::size_t r0, std::size_t r1) {
+        if (vector) dispatch<kernels::spmv_dense>(&args, r0, r1);
+        else dispatch<kernels::spmm_dense>(&args, r0, r1);
+        after(r0, r1);
+    });
+}
+
+template <product_operand Sparse> const void* values_of(const Sparse& a) { return a.values(); }
+template <product_operand Sparse> std::size_t value_bytes(const Sparse& a) {
     return a.nnz() * sizeof(typename Sparse::value_type);
 }
 
@@ -92,6 +114,9 @@ template <class T, order O> std::size_t span_bytes(matrix_view<T, O> v) {
     const std::size_t outer = O == order::row_major ? v.rows() : v.cols(), inner = O == order::row_major ? v.cols() : v.rows();
     return ((outer - 1) * v.stride() + inner) * sizeof(T);
 }
+
+template <dense_operand Dense> const void* values_of(const Dense& a) { return a.data(); }
+template <dense_operand Dense> std::size_t value_bytes(const Dense& a) { return span_bytes(a); }
 
 // Throws aliasing_error if the output `out` shares memory with the input `in` (in part or whole).
 template <class TOut, order OOut, class TIn, order OIn>
@@ -115,7 +140,7 @@ void check_product(const char* where, const Sparse& a, matrix_view<TB, O> b, mat
         fail<shape_error>(where, ": C is ", c.rows(), " x ", c.cols(), ", expected ", m, " x ", b.cols(),
                           " (rows of A x columns of B)");
     check_disjoint(where, c_name, c, b_name, b);
-    check_no_partial_overlap(where, c_name, c.data(), span_bytes(c), "the values of A", a.values(), value_bytes(a));
+    check_no_partial_overlap(where, c_name, c.data(), span_bytes(c), "the values of A", values_of(a), value_bytes(a));
 }
 
 inline kernels::dense_operands dense_side(matrix_view<const float> b, matrix_view<float> c, const product_options& o) {

@@ -36,6 +36,9 @@ struct spmm_bitmap;
 struct spmv_bitmap;
 struct spmm_nm;
 struct spmv_nm;
+struct spmm_dense;
+struct spmv_dense;
+template <class T> struct dense_product_args;
 struct sddmm;
 template <class Index> struct sddmm_csr_args;
 template <class Index> struct sddmm_bsr_args;
@@ -113,6 +116,10 @@ struct kernel_table {
     product_slot<kernels::spmv_nm, kernels::nm_product_args<bfloat16, 2, 4>> spmv_nm_bf16_2_4;
     product_slot<kernels::spmv_nm, kernels::nm_product_args<bfloat16, 1, 4>> spmv_nm_bf16_1_4;
     product_slot<kernels::spmv_nm, kernels::nm_product_args<bfloat16, 2, 8>> spmv_nm_bf16_2_8;
+    product_slot<kernels::spmm_dense, kernels::dense_product_args<float>> spmm_dense_f32;
+    product_slot<kernels::spmm_dense, kernels::dense_product_args<bfloat16>> spmm_dense_bf16;
+    product_slot<kernels::spmv_dense, kernels::dense_product_args<float>> spmv_dense_f32;
+    product_slot<kernels::spmv_dense, kernels::dense_product_args<bfloat16>> spmv_dense_bf16;
     product_slot<kernels::sddmm, kernels::sddmm_csr_args<std::int32_t>> sddmm_csr_i32;
     product_slot<kernels::sddmm, kernels::sddmm_csr_args<std::int64_t>> sddmm_csr_i64;
     product_slot<kernels::sddmm, kernels::sddmm_bsr_args<std::int32_t>> sddmm_bsr_i32;
@@ -140,7 +147,8 @@ inline constexpr auto kernel_slots = std::tuple{
     &kernel_table::spmm_nm_f32_2_8, &kernel_table::spmm_nm_bf16_2_4, &kernel_table::spmm_nm_bf16_1_4,
     &kernel_table::spmm_nm_bf16_2_8, &kernel_table::spmv_nm_f32_2_4,
     &kernel_table::spmv_nm_f32_1_4, &kernel_table::spmv_nm_f32_2_8, &kernel_table::spmv_nm_bf16_2_4,
-    &kernel_table::spmv_nm_bf16_1_4, &kernel_table::spmv_nm_bf16_2_8, &kernel_table::sddmm_csr_i32, &kernel_table::sddmm_csr_i64,
+    &kernel_table::spmv_nm_bf16_1_4, &kernel_table::spmv_nm_bf16_2_8, &kernel_table::spmm_dense_f32,
+    &kernel_table::spmm_dense_bf16, &kernel_table::spmv_dense_f32, &kernel_table::spmv_dense_bf16, &kernel_table::sddmm_csr_i32, &kernel_table::sddmm_csr_i64,
     &kernel_table::sddmm_bsr_i32, &kernel_table::sddmm_bitmap_i32, &kernel_table::attention_f32,
     &kernel_table::attention_bf16, &kernel_table::decode_f32, &kernel_table::decode_bf16};
 
