@@ -12,6 +12,7 @@
 #include "lacuna/core/parallel.hpp"
 #include "lacuna/layouts.hpp"
 #include "lacuna/linear.hpp"
+#include "lacuna/moe.hpp"
 #include "lacuna/sddmm.hpp"
 #include "lacuna/primitives.hpp"
 #include "lacuna/spmm.hpp"

@@ -21,6 +21,7 @@ enum class activation;
 
 namespace kernels {
 struct bias_activation;
+struct swiglu;
 struct dot;
 struct axpy;
 struct scale;
@@ -48,6 +49,8 @@ template <class T, class Index> struct bitmap_product_args;
 template <class T, std::size_t R, std::size_t C, class Index> struct bsr_product_args;
 template <class T, std::size_t N, std::size_t M> struct nm_product_args;
 struct flash_attention;
+struct route_topk;
+struct router_args;
 struct flash_decode;
 template <class T> struct attention_args;
 template <class T> struct decode_args;
@@ -86,6 +89,7 @@ struct kernel_table {
     slot<kernels::convert, void(const float*, bfloat16*, std::size_t)> convert_f32_bf16;
     slot<kernels::convert, void(const bfloat16*, float*, std::size_t)> convert_bf16_f32;
     slot<kernels::bias_activation, void(activation, const float*, float*, std::size_t)> bias_activation_f32;
+    slot<kernels::swiglu, void(const float*, float*, std::size_t)> swiglu_f32;
     // Products: the float and bfloat16 value types with int32_t indices, int64_t for float CSR, and
     // the N:M ratios of the benchmarks (2:4, 1:4, 2:8).
     product_slot<kernels::spmm_csr, kernels::csr_product_args<float, std::int32_t>> spmm_csr_f32_i32;
@@ -128,6 +132,7 @@ struct kernel_table {
     slot<kernels::flash_attention, void(const kernels::attention_args<bfloat16>*, float*, std::size_t, std::size_t)> attention_bf16;
     slot<kernels::flash_decode, void(const kernels::decode_args<float>*, float*, std::size_t, std::size_t)> decode_f32;
     slot<kernels::flash_decode, void(const kernels::decode_args<bfloat16>*, float*, std::size_t, std::size_t)> decode_bf16;
+    slot<kernels::route_topk, void(const kernels::router_args*, float*, std::size_t, std::size_t)> route_topk;
 
     /// Calls f(slot) for every slot, so that filling a table lists nothing twice.
     template <class F> constexpr void for_each_slot(F&& f);
@@ -138,7 +143,7 @@ inline constexpr auto kernel_slots = std::tuple{
     &kernel_table::dot_f32, &kernel_table::dot_bf16, &kernel_table::dot_bf16_f32, &kernel_table::axpy_f32,
     &kernel_table::scale_f32, &kernel_table::reduce_sum_f32, &kernel_table::reduce_max_f32, &kernel_table::exp_f32,
     &kernel_table::softmax_f32, &kernel_table::convert_f32_bf16, &kernel_table::convert_bf16_f32,
-    &kernel_table::bias_activation_f32,    &kernel_table::spmm_csr_f32_i32, &kernel_table::spmm_csr_f32_i64, &kernel_table::spmm_csr_bf16_i32,
+    &kernel_table::bias_activation_f32, &kernel_table::swiglu_f32, &kernel_table::spmm_csr_f32_i32, &kernel_table::spmm_csr_f32_i64, &kernel_table::spmm_csr_bf16_i32,
     &kernel_table::spmv_csr_f32_i32, &kernel_table::spmv_csr_f32_i64, &kernel_table::spmv_csr_bf16_i32,
     &kernel_table::spmm_bsr_4x4, &kernel_table::spmm_bsr_8x8, &kernel_table::spmm_bsr_16x16,
     &kernel_table::spmm_bsr_32x32, &kernel_table::spmm_bsr_dynamic, &kernel_table::spmm_bitmap_f32_i32,
@@ -150,7 +155,7 @@ inline constexpr auto kernel_slots = std::tuple{
     &kernel_table::spmv_nm_bf16_1_4, &kernel_table::spmv_nm_bf16_2_8, &kernel_table::spmm_dense_f32,
     &kernel_table::spmm_dense_bf16, &kernel_table::spmv_dense_f32, &kernel_table::spmv_dense_bf16, &kernel_table::sddmm_csr_i32, &kernel_table::sddmm_csr_i64,
     &kernel_table::sddmm_bsr_i32, &kernel_table::sddmm_bitmap_i32, &kernel_table::attention_f32,
-    &kernel_table::attention_bf16, &kernel_table::decode_f32, &kernel_table::decode_bf16};
+    &kernel_table::attention_bf16, &kernel_table::decode_f32, &kernel_table::decode_bf16, &kernel_table::route_topk};
 
 template <class F> constexpr void kernel_table::for_each_slot(F&& f) {
     std::apply([&](auto... member) { (f(this->*member), ...); }, kernel_slots);

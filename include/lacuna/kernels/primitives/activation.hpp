@@ -24,6 +24,11 @@ struct bias_activation {
     void operator()(Arch, activation act, const float* bias, float* y, std::size_t n) const noexcept;
 };
 
+/// up[i] = silu(gate[i]) · up[i] for i < n: the gated activation of a SwiGLU feed-forward layer.
+struct swiglu {
+    template <class Arch> void operator()(Arch, const float* gate, float* up, std::size_t n) const noexcept;
+};
+
 namespace detail {
 
 template <activation Act, class V> LACUNA_ALWAYS_INLINE V activate(const V& x) noexcept {
@@ -39,26 +44,31 @@ template <activation Act, class V> LACUNA_ALWAYS_INLINE V activate(const V& x) n
     }
 }
 
-template <activation Act, class Arch> void bias_activation_loop(const float* bias, float* y, std::size_t n) noexcept {
+// f(register of x, register of y) over n elements in registers, the tail from padded copies so that
+// an element's result does not depend on where a thread's part of the row ends.
+template <class Arch, class F> LACUNA_ALWAYS_INLINE void padded_map(const float* x, float* y, std::size_t n, F&& f) noexcept {
     using V = simd::vec<float, Arch>;
     constexpr std::size_t w = simd::width<V>;
-    auto one = [](const float* b, float* at) {
-        V x = simd::load<V>(at);
-        if (b) x = x + simd::load<V>(b);
-        simd::store(at, activate<Act>(x));
-    };
     std::size_t i = 0;
-    for (; i < n - n % w; i += w) one(bias ? bias + i : nullptr, y + i);
+    for (; i < n - n % w; i += w) simd::store(y + i, f(x ? simd::load<V>(x + i) : V(0.f), simd::load<V>(y + i)));
     if (i == n) return;
-    // The tail through the same vector code, from a padded copy: an element's result must not depend
-    // on where a thread's part of the row ends.
-    float tail_y[w] = {}, tail_bias[w] = {};
-    for (std::size_t t = 0; t < n - i; ++t) tail_y[t] = y[i + t], tail_bias[t] = bias ? bias[i + t] : 0.f;
-    one(tail_bias, tail_y);
+    float tail_x[w] = {}, tail_y[w] = {};
+    for (std::size_t t = 0; t < n - i; ++t) tail_y[t] = y[i + t], tail_x[t] = x ? x[i + t] : 0.f;
+    simd::store(tail_y, f(simd::load<V>(tail_x), simd::load<V>(tail_y)));
     for (std::size_t t = 0; t < n - i; ++t) y[i + t] = tail_y[t];
 }
 
+template <activation Act, class Arch> void bias_activation_loop(const float* bias, float* y, std::size_t n) noexcept {
+    using V = simd::vec<float, Arch>;
+    padded_map<Arch>(bias, y, n, [](const V& b, const V& x) { return activate<Act>(x + b); });
+}
+
 } // namespace detail
+
+template <class Arch> void swiglu::operator()(Arch, const float* gate, float* up, std::size_t n) const noexcept {
+    using V = simd::vec<float, Arch>;
+    detail::padded_map<Arch>(gate, up, n, [](const V& g, const V& u) { return detail::activate<activation::silu>(g) * u; });
+}
 
 template <class Arch>
 void bias_activation::operator()(Arch, activation act, const float* bias, float* y, std::size_t n) const noexcept {

@@ -1,0 +1,178 @@
+// lacuna: the MoE router on a range of tokens: scores (softmax or sigmoid over the experts), the
+// optional DeepSeek-V3 group pruning, top-k by arg-max passes, the weights, and per-block sums for
+// the load-balancing and z losses.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+
+#include "lacuna/simd/compat.hpp"
+
+namespace lacuna::moe {
+/// How a router turns logits into scores.
+enum class scoring {
+    softmax, ///< over the experts of a token (Mixtral, Qwen-MoE, Switch)
+    sigmoid, ///< each expert on its own (DeepSeek-V3)
+};
+} // namespace lacuna::moe
+
+namespace lacuna::kernels {
+
+/// The operands of a routing call, checked by the entry point: logits [T, experts] with row stride
+/// ld, finite bias (or null); with n_group > 1, experts in n_group groups of at least 2, of which
+/// topk_group are kept and hold at least k experts. ids and weights are [T, k], contiguous. stats,
+/// if not null, receives per block of router_block tokens (block b at b·(experts + 1)) the sum over
+/// its tokens of each expert's normalised score, then the sum of logsumexp(logits)².
+struct router_args {
+    const float* logits;
+    std::size_t ld, experts, k;
+    moe::scoring scoring;
+    const float* bias;
+    std::size_t n_group, topk_group;
+    bool renormalize;
+    float scaling;
+    std::int32_t* ids;
+    float* weights;
+    double* stats;
+};
+
+/// Tokens per block of the statistics: fixed, so that their sums do not depend on the thread count.
+inline constexpr std::size_t router_block = 64;
+
+/// Floats of scratch a thread needs: the scores and the selection keys of one token, each padded to
+/// a whole number of the widest registers, and a score and a kept flag per group.
+inline std::size_t router_workspace(const router_args& a) noexcept {
+    const std::size_t padded = (a.experts + 15) / 16 * 16;
+    return 2 * padded + 2 * a.n_group;
+}
+
+/// Routes tokens [token_begin, token_end) (a multiple of router_block apart from the last token)
+/// with router_workspace floats of scratch. A token whose logits hold NaN or +inf, or (softmax) no
+/// finite value, gets ids -1 and NaN weights: the entry point reports it.
+struct route_topk {
+    template <class Arch>
+    void operator()(Arch, const router_args* args, float* workspace, std::size_t token_begin,
+                    std::size_t token_end) const noexcept;
+};
+
+namespace detail {
+
+// The first index of the largest of n keys (a multiple of the register width): ties go to the lower
+// index.
+template <class V> LACUNA_ALWAYS_INLINE std::size_t arg_max(const float* keys, std::size_t n) noexcept {
+    constexpr std::size_t w = simd::width<V>;
+    V best = simd::load<V>(keys);
+    for (std::size_t e = w; e < n; e += w) best = simd::max(best, simd::load<V>(keys + e));
+    const float top = simd::reduce_max(best);
+    std::size_t e = 0;
+    while (!simd::any(simd::load<V>(keys + e) == V(top))) e += w;
+    while (keys[e] != top) ++e;
+    return e;
+}
+
+} // namespace detail
+
+template <class Arch>
+void route_topk::operator()(Arch, const router_args* args, float* workspace, std::size_t token_begin,
+                            std::size_t token_end) const noexcept {
+    using V = simd::vec<float, Arch>;
+    constexpr std::size_t w = simd::width<V>;
+    constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+    const router_args& a = *args;
+    const std::size_t E = a.experts, padded = (E + 15) / 16 * 16, group_size = E / a.n_group;
+    float* score = workspace;       // softmax probabilities or sigmoids; 0 past E
+    float* key = score + padded;    // what selection compares: score + bias, -inf once taken or pruned
+    float* group_score = key + padded;
+    float* group_kept = group_score + a.n_group;
+    for (std::size_t t = token_begin; t < token_end; ++t) {
+        const float* logit = a.logits + t * a.ld;
+        std::int32_t* ids = a.ids + t * a.k;
+        float* weights = a.weights + t * a.k;
+        for (std::size_t e = 0; e < E; ++e) score[e] = logit[e];
+        for (std::size_t e = E; e < padded; ++e) score[e] = neg_inf;
+        V m(neg_inf);
+        bool bad = false;
+        for (std::size_t e = 0; e < padded; e += w) {
+            const V x = simd::load<V>(score + e);
+            bad = bad || simd::any(simd::is_nan(x)) || simd::any(x == V(std::numeric_limits<float>::infinity()));
+            m = simd::max(m, x);
+        }
+        const float top = simd::reduce_max(m);
+        if (bad || (a.scoring == moe::scoring::softmax && top == neg_inf)) {
+            for (std::size_t j = 0; j < a.k; ++j) ids[j] = -1, weights[j] = std::numeric_limits<float>::quiet_NaN();
+            continue;
+        }
+        // logsumexp of the logits, for the z-loss: free with softmax, one more pass with sigmoid.
+        float lse = 0.f;
+        if (a.scoring == moe::scoring::softmax) {
+            V sum(0.f);
+            for (std::size_t e = 0; e < padded; e += w) {
+                const V p = simd::exp(simd::load<V>(score + e) - V(top));
+                simd::store(score + e, p);
+                sum += p;
+            }
+            const float total = simd::reduce_add(sum);
+            for (std::size_t e = 0; e < padded; e += w) simd::store(score + e, simd::load<V>(score + e) / V(total));
+            lse = top + std::log(total);
+        } else {
+            if (a.stats && top != neg_inf) {
+                V sum(0.f);
+                for (std::size_t e = 0; e < padded; e += w) sum += simd::exp(simd::load<V>(score + e) - V(top));
+                lse = top + std::log(simd::reduce_add(sum));
+            } else {
+                lse = top;
+            }
+            for (std::size_t e = 0; e < padded; e += w)
+                simd::store(score + e, V(1.f) / (V(1.f) + simd::exp(-simd::load<V>(score + e))));
+        }
+        for (std::size_t e = 0; e < E; ++e) key[e] = a.bias ? score[e] + a.bias[e] : score[e];
+        for (std::size_t e = E; e < padded; ++e) key[e] = neg_inf;
+        if (a.n_group > 1) {
+            // A group's score is the sum of its two largest keys; the topk_group best groups (ties to
+            // the lower group) keep their experts, the others leave the selection.
+            for (std::size_t g = 0; g < a.n_group; ++g) {
+                float first = neg_inf, second = neg_inf;
+                for (std::size_t e = g * group_size; e < (g + 1) * group_size; ++e) {
+                    if (key[e] > first) second = first, first = key[e];
+                    else if (key[e] > second) second = key[e];
+                }
+                group_score[g] = first + second;
+            }
+            for (std::size_t g = 0; g < a.n_group; ++g) group_kept[g] = 0.f;
+            for (std::size_t kept = 0; kept < a.topk_group; ++kept) {
+                std::size_t best = a.n_group;
+                for (std::size_t g = 0; g < a.n_group; ++g)
+                    if (group_kept[g] == 0.f && (best == a.n_group || group_score[g] > group_score[best])) best = g;
+                group_kept[best] = 1.f;
+            }
+            for (std::size_t g = 0; g < a.n_group; ++g)
+                if (group_kept[g] == 0.f)
+                    for (std::size_t e = g * group_size; e < (g + 1) * group_size; ++e) key[e] = neg_inf;
+        }
+        float sum = 0.f;
+        for (std::size_t j = 0; j < a.k; ++j) {
+            const std::size_t e = detail::arg_max<V>(key, padded);
+            key[e] = neg_inf;
+            ids[j] = std::int32_t(e);
+            weights[j] = score[e];
+            sum += score[e];
+        }
+        const bool renormalize = a.renormalize && sum > 0.f; // all-zero weights stay zero
+        for (std::size_t j = 0; j < a.k; ++j) weights[j] = (renormalize ? weights[j] / sum : weights[j]) * a.scaling;
+        if (a.stats) {
+            double* block = a.stats + t / router_block * (E + 1);
+            double norm = 1.0;
+            if (a.scoring == moe::scoring::sigmoid) {
+                double total = 0;
+                for (std::size_t e = 0; e < E; ++e) total += score[e];
+                norm = total > 0 ? 1.0 / total : 0.0;
+            }
+            for (std::size_t e = 0; e < E; ++e) block[e] += double(score[e]) * norm;
+            block[E] += double(lse) * double(lse);
+        }
+    }
+}
+
+} // namespace lacuna::kernels
