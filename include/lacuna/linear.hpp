@@ -33,16 +33,13 @@ inline void transpose(const float* src, std::size_t ld_src, std::size_t rows, st
             for (std::size_t i = i0; i < std::min(rows, i0 + tile); ++i)
                 for (std::size_t j = j0; j < std::min(cols, j0 + tile); ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
 }
-
-// Up to this many tokens, each runs as its own SpMV (W streamed once per token, no extra memory);
-// beyond, the tokens run as one SpMM over a transposed copy of X.
-inline constexpr std::size_t linear_vector_tokens = 4;
 } // namespace detail
 
 /// Y = act(X·Wᵀ + bias): X dense row-major float (T tokens × in), W (out × in) sparse in any layout
 /// and value type spmm takes, or dense (a row-major float or bfloat16 view), Y dense row-major float (T × out), bias of length out or empty. The bias
 /// and activation are applied by the thread that computed each part of Y, while it is in cache.
-/// T <= 4: one SpMV per token, no extra memory. T > 4: one SpMM over Xᵀ; allocates about
+/// Few tokens (sparse W: T <= 4, one SpMV each; dense W: T <= 8, W streamed once for all) need no
+/// extra memory. More tokens run as one SpMM over Xᵀ; allocates about
 /// (in + out)·T floats (Xᵀ, and the out × T product before it is turned into Y). O(stored · T) work.
 /// Deterministic for any thread count.
 /// Throws shape_error if the shapes do not fit, aliasing_error if Y overlaps X, W's values or the bias.
@@ -68,12 +65,11 @@ void linear(matrix_view<const float> x, const Weights& w, matrix_view<float> y, 
         if (bias || opts.act != activation::none)
             detail::run<&detail::kernel_table::bias_activation_f32>(opts.act, bias ? bias + o0 : nullptr, row + o0, o1 - o0);
     };
-    if (tokens <= detail::linear_vector_tokens) {
-        for (std::size_t t = 0; t < tokens; ++t) {
-            float* yt = y.data() + t * y.stride();
-            detail::run_product(w, {x.data() + t * x.stride(), 1, yt, 1, 1, 1.f, 0.f},
-                                [&](std::size_t o0, std::size_t o1) { epilogue(yt, o0, o1); });
-        }
+    if (tokens <= detail::max_product_rows<Weights>) {
+        detail::run_product_rows(w, x.data(), x.stride(), tokens, y.data(), y.stride(),
+                                 [&](std::size_t t0, std::size_t t1, std::size_t o0, std::size_t o1) {
+                                     for (std::size_t t = t0; t < t1; ++t) epilogue(y.data() + t * y.stride(), o0, o1);
+                                 });
         return;
     }
     // Xᵀ's rows start on cache lines, and not a multiple of 512 bytes apart: the rows of B a kernel

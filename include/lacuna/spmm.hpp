@@ -104,6 +104,29 @@ void run_product(const Dense& a, const kernels::dense_operands& d, After&& after
     });
 }
 
+/// Up to this many vectors, run_product_rows multiplies A by each alone (sparse A) or by all at once
+/// (dense A, which then streams once for all).
+template <class Weights>
+inline constexpr std::size_t max_product_rows = dense_operand<Weights> ? kernels::dense_max_vectors : 4;
+
+/// C[t, :] = A·X[t, :] for the n <= max_product_rows<A> rows of X (row stride ldx) into the rows of
+/// C (row stride ldc): a few matrix-vector products, the tokens of a decode step. after(t0, t1, r0,
+/// r1) runs on the thread that finished elements [r0, r1) of rows [t0, t1) of C, right after.
+template <class Weights, class After>
+void run_product_rows(const Weights& a, const float* x, std::size_t ldx, std::size_t n, float* c, std::size_t ldc,
+                      After&& after) {
+    if constexpr (dense_operand<Weights>) {
+        const kernels::dense_product_args<typename Weights::value_type> args{{x, ldx, c, ldc, n, 1.f, 0.f}, a.data(), a.stride(), a.cols()};
+        run_on_rows(a.rows(), [&](std::size_t i) { return i * a.cols(); }, [&](std::size_t r0, std::size_t r1) {
+            dispatch<kernels::spmv_dense_rows>(&args, r0, r1);
+            after(std::size_t(0), n, r0, r1);
+        });
+    } else {
+        for (std::size_t t = 0; t < n; ++t)
+            run_product(a, {x + t * ldx, 1, c + t * ldc, 1, 1, 1.f, 0.f}, [&](std::size_t r0, std::size_t r1) { after(t, t + 1, r0, r1); });
+    }
+}
+
 template <product_operand Sparse> const void* values_of(const Sparse& a) { return a.values(); }
 template <product_operand Sparse> std::size_t value_bytes(const Sparse& a) {
     return a.nnz() * sizeof(typename Sparse::value_type);

@@ -50,10 +50,6 @@ namespace lacuna::detail {
 // costing reuse, since the products read their weights once per 64 columns anyway.
 inline constexpr std::size_t expert_chunk_rows = 256;
 
-// Up to this many rows, each row runs as matrix-vector products (the weights streamed once per row),
-// as linear() does.
-inline constexpr std::size_t expert_vector_rows = 4;
-
 template <class W>
 void check_expert_weights(const char* where, const moe::expert_weights<W>& w, std::size_t experts, std::size_t hidden,
                           moe::expert_activation act) {
@@ -101,23 +97,26 @@ void expert_ffn(const moe::expert_weights<W>& w, std::size_t e, moe::expert_acti
         if (gated) run<&kernel_table::swiglu_f32>(gate, up, count);
         else run<&kernel_table::bias_activation_f32>(activation::gelu, static_cast<const float*>(nullptr), up, count);
     };
-    if (n <= expert_vector_rows) {
-        for (std::size_t r = 0; r < n; ++r) {
-            const float* xr = x + r * ldx;
-            if (gated) run_product(w.gate[e], {xr, 1, s.gate.data(), 1, 1, 1.f, 0.f}, [](std::size_t, std::size_t) {});
-            run_product(w.up[e], {xr, 1, s.up.data(), 1, 1, 1.f, 0.f},
-                        [&](std::size_t o0, std::size_t o1) { activate(s.up.data() + o0, s.gate.data() + o0, o1 - o0); });
-            run_product(w.down[e], {s.up.data(), 1, y + r * ldy, 1, 1, 1.f, 0.f}, [](std::size_t, std::size_t) {});
-        }
+    if (n <= max_product_rows<W>) {
+        const std::size_t F = w.up[e].rows();
+        const auto none = [](std::size_t, std::size_t, std::size_t, std::size_t) {};
+        if (gated) run_product_rows(w.gate[e], x, ldx, n, s.gate.data(), F, none);
+        run_product_rows(w.up[e], x, ldx, n, s.up.data(), F, [&](std::size_t t0, std::size_t t1, std::size_t o0, std::size_t o1) {
+            for (std::size_t t = t0; t < t1; ++t) activate(s.up.data() + t * F + o0, s.gate.data() + t * F + o0, o1 - o0);
+        });
+        run_product_rows(w.down[e], s.up.data(), F, n, y, ldy, none);
         return;
     }
     const std::size_t ld = s.ld;
+    // Whole registers of columns: a ragged tail would run in narrow panels at a fraction of the
+    // speed. The extra columns hold finite values (see expert_scratch) and are never read back.
+    const std::size_t cols = std::min(ld, (n + 15) / 16 * 16);
     transpose(x, ldx, n, H, s.xt.data(), ld);
-    if (gated) run_product(w.gate[e], {s.xt.data(), ld, s.gate.data(), ld, n, 1.f, 0.f}, [](std::size_t, std::size_t) {});
-    run_product(w.up[e], {s.xt.data(), ld, s.up.data(), ld, n, 1.f, 0.f}, [&](std::size_t o0, std::size_t o1) {
+    if (gated) run_product(w.gate[e], {s.xt.data(), ld, s.gate.data(), ld, cols, 1.f, 0.f}, [](std::size_t, std::size_t) {});
+    run_product(w.up[e], {s.xt.data(), ld, s.up.data(), ld, cols, 1.f, 0.f}, [&](std::size_t o0, std::size_t o1) {
         activate(s.up.data() + o0 * ld, s.gate.data() + o0 * ld, (o1 - o0) * ld);
     });
-    run_product(w.down[e], {s.up.data(), ld, s.yt.data(), ld, n, 1.f, 0.f}, [&](std::size_t o0, std::size_t o1) {
+    run_product(w.down[e], {s.up.data(), ld, s.yt.data(), ld, cols, 1.f, 0.f}, [&](std::size_t o0, std::size_t o1) {
         transpose(s.yt.data() + o0 * ld, ld, o1 - o0, n, y + o0, ldy);
     });
 }
@@ -133,9 +132,10 @@ struct expert_config {
 
 /// y_sorted[rows of e] = FFN_e(x_sorted[rows of e]) for every expert e of the dispatch (padding rows
 /// included: zeros in give zeros out). x_sorted and y_sorted are [rows, H] row-major float. An
-/// expert with more than 4 rows runs as three products over its rows transposed (in chunks of 256),
-/// each split over threads by the weights' rows, so that one hot expert uses every thread; fewer
-/// rows run as matrix-vector products. Allocates about (2H + 2F) · min(256, most rows of an expert)
+/// expert with more than 8 rows (dense weights; 4 sparse) runs as three products over its rows
+/// transposed (in chunks of 256), each split over threads by the weights' rows, so that one hot
+/// expert uses every thread; fewer rows run as matrix-vector products (dense weights streamed once
+/// for all of them). Allocates about (2H + 2F) · min(256, most rows of an expert)
 /// floats. O(Σ_e rows_e · stored(e)) work; deterministic for any thread count. Throws shape_error if
 /// the weights, the dispatch and the operands do not fit, aliasing_error if y_sorted overlaps
 /// x_sorted.

@@ -153,7 +153,6 @@ template <class V> LACUNA_ALWAYS_INLINE lane<V> reduce_add(const V& x) noexcept 
 #endif
 }
 
-/// Largest lane (xsimd 8 has no reduce_max: the lanes go through memory there).
 /// The sums of width<V> registers at once: lane i of the result is the sum of the lanes of rows[i];
 /// cheaper than width<V> separate reductions. xsimd's haddp, except on AVX-512, where 8.1's returns
 /// the sums in the wrong lanes: a transpose-and-add tree of our own (blocks of 128 bits first, then
@@ -182,17 +181,44 @@ LACUNA_ALWAYS_INLINE V sums_of(const V* rows) noexcept {
     }
 }
 
+/// Largest lane (unspecified which when a lane is NaN: callers track NaN themselves). On x86, float
+/// lanes fold in registers; elsewhere xsimd's (from 9; 8 has none: the lanes go through memory).
 template <class V> LACUNA_ALWAYS_INLINE lane<V> reduce_max(const V& x) noexcept {
-    if constexpr (is_lane<V>) return x;
-#if XSIMD_VERSION_MAJOR >= 9
-    else return xsimd::reduce_max(x);
-#else
-    else {
-        alignas(64) lane<V> lanes[width<V>];
-        x.store_aligned(lanes);
-        return *std::max_element(lanes, lanes + width<V>);
-    }
+    if constexpr (is_lane<V>) {
+        return x;
+    } else {
+#if LACUNA_X86_64
+        if constexpr (std::is_same_v<lane<V>, float>) {
+            __m128 m;
+#if XSIMD_WITH_AVX512F
+            if constexpr (std::is_base_of_v<xsimd::avx512f, typename V::arch_type>) {
+                const __m256 high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)); // AVX-512F only
+                const __m256 h = _mm256_max_ps(_mm512_castps512_ps256(x), high);
+                m = _mm_max_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+            } else
 #endif
+#if XSIMD_WITH_AVX
+            if constexpr (std::is_base_of_v<xsimd::avx, typename V::arch_type>) {
+                m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+            } else
+#endif
+            {
+                m = x;
+            }
+            m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+            return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
+        } else
+#endif
+        {
+#if XSIMD_VERSION_MAJOR >= 9
+            return xsimd::reduce_max(x);
+#else
+            alignas(64) lane<V> lanes[width<V>];
+            x.store_aligned(lanes);
+            return *std::max_element(lanes, lanes + width<V>);
+#endif
+        }
+    }
 }
 
 /// Reinterprets the bits of a batch as another element type of the same width

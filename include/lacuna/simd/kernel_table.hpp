@@ -39,6 +39,7 @@ struct spmm_nm;
 struct spmv_nm;
 struct spmm_dense;
 struct spmv_dense;
+struct spmv_dense_rows;
 template <class T> struct dense_product_args;
 struct sddmm;
 template <class Index> struct sddmm_csr_args;
@@ -124,6 +125,8 @@ struct kernel_table {
     product_slot<kernels::spmm_dense, kernels::dense_product_args<bfloat16>> spmm_dense_bf16;
     product_slot<kernels::spmv_dense, kernels::dense_product_args<float>> spmv_dense_f32;
     product_slot<kernels::spmv_dense, kernels::dense_product_args<bfloat16>> spmv_dense_bf16;
+    product_slot<kernels::spmv_dense_rows, kernels::dense_product_args<float>> spmv_dense_rows_f32;
+    product_slot<kernels::spmv_dense_rows, kernels::dense_product_args<bfloat16>> spmv_dense_rows_bf16;
     product_slot<kernels::sddmm, kernels::sddmm_csr_args<std::int32_t>> sddmm_csr_i32;
     product_slot<kernels::sddmm, kernels::sddmm_csr_args<std::int64_t>> sddmm_csr_i64;
     product_slot<kernels::sddmm, kernels::sddmm_bsr_args<std::int32_t>> sddmm_bsr_i32;
@@ -153,7 +156,8 @@ inline constexpr auto kernel_slots = std::tuple{
     &kernel_table::spmm_nm_bf16_2_8, &kernel_table::spmv_nm_f32_2_4,
     &kernel_table::spmv_nm_f32_1_4, &kernel_table::spmv_nm_f32_2_8, &kernel_table::spmv_nm_bf16_2_4,
     &kernel_table::spmv_nm_bf16_1_4, &kernel_table::spmv_nm_bf16_2_8, &kernel_table::spmm_dense_f32,
-    &kernel_table::spmm_dense_bf16, &kernel_table::spmv_dense_f32, &kernel_table::spmv_dense_bf16, &kernel_table::sddmm_csr_i32, &kernel_table::sddmm_csr_i64,
+    &kernel_table::spmm_dense_bf16, &kernel_table::spmv_dense_f32, &kernel_table::spmv_dense_bf16,
+    &kernel_table::spmv_dense_rows_f32, &kernel_table::spmv_dense_rows_bf16, &kernel_table::sddmm_csr_i32, &kernel_table::sddmm_csr_i64,
     &kernel_table::sddmm_bsr_i32, &kernel_table::sddmm_bitmap_i32, &kernel_table::attention_f32,
     &kernel_table::attention_bf16, &kernel_table::decode_f32, &kernel_table::decode_bf16, &kernel_table::route_topk};
 

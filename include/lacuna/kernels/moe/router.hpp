@@ -59,17 +59,57 @@ struct route_topk {
 
 namespace detail {
 
-// The first index of the largest of n keys (a multiple of the register width): ties go to the lower
-// index.
+// 0, 1, ..., width<V> - 1 as floats.
+template <class V> LACUNA_ALWAYS_INLINE V lane_indices() noexcept {
+    alignas(64) static constexpr float iota[64] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+                                                   16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
+                                                   32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47,
+                                                   48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63};
+    static_assert(simd::width<V> <= 64);
+    return simd::load<V>(iota);
+}
+
+// The index of the largest of n keys (a multiple of the register width; fewer than 2^24), ties to
+// the lower index, in one pass without branches: each lane keeps its largest key and where it was.
 template <class V> LACUNA_ALWAYS_INLINE std::size_t arg_max(const float* keys, std::size_t n) noexcept {
     constexpr std::size_t w = simd::width<V>;
-    V best = simd::load<V>(keys);
-    for (std::size_t e = w; e < n; e += w) best = simd::max(best, simd::load<V>(keys + e));
-    const float top = simd::reduce_max(best);
-    std::size_t e = 0;
-    while (!simd::any(simd::load<V>(keys + e) == V(top))) e += w;
-    while (keys[e] != top) ++e;
-    return e;
+    V at = lane_indices<V>(), best = simd::load<V>(keys), best_at = at;
+    for (std::size_t e = w; e < n; e += w) {
+        at = at + V(float(w));
+        const V v = simd::load<V>(keys + e);
+        const auto better = v > best;
+        best = simd::select(better, v, best);
+        best_at = simd::select(better, at, best_at);
+    }
+    const V top(simd::reduce_max(best));
+    const V first = simd::select(best == top, -best_at, V(-std::numeric_limits<float>::infinity()));
+    return std::size_t(-simd::reduce_max(first));
+}
+
+// keys[e] = -inf through a whole register, so that the next pass's load of it is forwarded from
+// the store rather than stalled on a narrower one.
+template <class V> LACUNA_ALWAYS_INLINE void take(float* keys, std::size_t e) noexcept {
+    constexpr std::size_t w = simd::width<V>;
+    const std::size_t base = e / w * w;
+    const V v = simd::load<V>(keys + base);
+    simd::store(keys + base, simd::select(lane_indices<V>() == V(float(e - base)),
+                                          V(-std::numeric_limits<float>::infinity()), v));
+}
+
+// The sum of the two largest of n keys (n a multiple of the register width).
+template <class V> LACUNA_ALWAYS_INLINE float top2_sum(const float* keys, std::size_t n) noexcept {
+    constexpr std::size_t w = simd::width<V>;
+    V m = simd::load<V>(keys);
+    for (std::size_t e = w; e < n; e += w) m = simd::max(m, simd::load<V>(keys + e));
+    const float first = simd::reduce_max(m);
+    V rest(-std::numeric_limits<float>::infinity()), ties(0.f);
+    for (std::size_t e = 0; e < n; e += w) {
+        const V v = simd::load<V>(keys + e);
+        const auto is_first = v == V(first);
+        rest = simd::max(rest, simd::select(is_first, V(-std::numeric_limits<float>::infinity()), v));
+        ties = ties + simd::select(is_first, V(1.f), V(0.f));
+    }
+    return first + (simd::reduce_add(ties) >= 2.f ? first : simd::reduce_max(rest));
 }
 
 } // namespace detail
@@ -127,16 +167,26 @@ void route_topk::operator()(Arch, const router_args* args, float* workspace, std
             for (std::size_t e = 0; e < padded; e += w)
                 simd::store(score + e, V(1.f) / (V(1.f) + simd::exp(-simd::load<V>(score + e))));
         }
-        for (std::size_t e = 0; e < E; ++e) key[e] = a.bias ? score[e] + a.bias[e] : score[e];
-        for (std::size_t e = E; e < padded; ++e) key[e] = neg_inf;
+        std::size_t e = 0;
+        for (; e + w <= E; e += w) {
+            const V sc = simd::load<V>(score + e);
+            simd::store(key + e, a.bias ? sc + simd::load<V>(a.bias + e) : sc);
+        }
+        for (; e < E; ++e) key[e] = a.bias ? score[e] + a.bias[e] : score[e];
+        for (; e < padded; ++e) key[e] = neg_inf;
         if (a.n_group > 1) {
             // A group's score is the sum of its two largest keys; the topk_group best groups (ties to
             // the lower group) keep their experts, the others leave the selection.
             for (std::size_t g = 0; g < a.n_group; ++g) {
+                const float* k = key + g * group_size;
+                if (group_size % w == 0) {
+                    group_score[g] = detail::top2_sum<V>(k, group_size);
+                    continue;
+                }
                 float first = neg_inf, second = neg_inf;
-                for (std::size_t e = g * group_size; e < (g + 1) * group_size; ++e) {
-                    if (key[e] > first) second = first, first = key[e];
-                    else if (key[e] > second) second = key[e];
+                for (std::size_t c = 0; c < group_size; ++c) {
+                    if (k[c] > first) second = first, first = k[c];
+                    else if (k[c] > second) second = k[c];
                 }
                 group_score[g] = first + second;
             }
@@ -154,7 +204,7 @@ void route_topk::operator()(Arch, const router_args* args, float* workspace, std
         float sum = 0.f;
         for (std::size_t j = 0; j < a.k; ++j) {
             const std::size_t e = detail::arg_max<V>(key, padded);
-            key[e] = neg_inf;
+            detail::take<V>(key, e);
             ids[j] = std::int32_t(e);
             weights[j] = score[e];
             sum += score[e];

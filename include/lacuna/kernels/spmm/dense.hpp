@@ -23,7 +23,7 @@ template <class T> struct dense_product_args {
 
 /// C = α·A·B + β·C on rows [row_begin, row_end): register tiles of R rows of C × a panel of
 /// columns, each element of A broadcast against the panel's registers of a row of B; A's columns
-/// in chunks whose rows of B stay in L1 while every row of the part passes over them.
+/// in chunks whose rows of B stay in L1 while a block of A's rows passes over them.
 struct spmm_dense {
     template <class Arch, class T>
     void operator()(Arch, const dense_product_args<T>* args, std::size_t row_begin, std::size_t row_end) const noexcept;
@@ -32,6 +32,17 @@ struct spmm_dense {
 /// y = α·A·x + β·y on rows [row_begin, row_end), x = args.b, y = args.c: four rows of A streamed
 /// at once against one register of x.
 struct spmv_dense {
+    template <class Arch, class T>
+    void operator()(Arch, const dense_product_args<T>* args, std::size_t row_begin, std::size_t row_end) const noexcept;
+};
+
+/// Vectors spmv_dense_rows takes at once.
+inline constexpr std::size_t dense_max_vectors = 8;
+
+/// C[t·ldc + i] = α·Σ_c A[i, c]·X[t, c] + β·C[t·ldc + i] for rows i in [row_begin, row_end) and the
+/// n <= dense_max_vectors rows of X (args.b, row stride ldb): several matrix-vector products that
+/// stream A once, for the few tokens of a decode step or of a lightly loaded expert.
+struct spmv_dense_rows {
     template <class Arch, class T>
     void operator()(Arch, const dense_product_args<T>* args, std::size_t row_begin, std::size_t row_end) const noexcept;
 };
@@ -70,11 +81,13 @@ void spmm_dense::operator()(Arch, const dense_product_args<T>* args, std::size_t
     constexpr std::size_t kc = detail::dense_chunk_cols, block = detail::dense_block_rows;
     // bfloat16 rows are widened a chunk at a time into this buffer, so that the tile broadcasts floats.
     alignas(64) float widened[std::is_same_v<T, float> ? 1 : block * kc];
-    detail::for_each_panel<Arch>(a.d.n, [&]<class V, std::size_t tiles>(std::size_t j) {
-        constexpr std::size_t w = simd::width<V>, R = detail::dense_tile_rows<V, tiles>;
-        V scratch[block][tiles];
-        for (std::size_t i0 = row_begin; i0 < row_end; i0 += block) {
-            const std::size_t rows = std::min(block, row_end - i0);
+    // Blocks of rows outermost: a block of A (block × k) is read from memory once and stays in L2
+    // while every panel of B's columns passes over it.
+    for (std::size_t i0 = row_begin; i0 < row_end; i0 += block) {
+        const std::size_t rows = std::min(block, row_end - i0);
+        detail::for_each_panel<Arch>(a.d.n, [&]<class V, std::size_t tiles>(std::size_t j) {
+            constexpr std::size_t w = simd::width<V>, R = detail::dense_tile_rows<V, tiles>;
+            V scratch[block][tiles];
             for (std::size_t r = 0; r < rows; ++r)
                 for (std::size_t t = 0; t < tiles; ++t) scratch[r][t] = V(0.f);
             for (std::size_t k0 = 0; k0 < a.k; k0 += kc) {
@@ -85,8 +98,12 @@ void spmm_dense::operator()(Arch, const dense_product_args<T>* args, std::size_t
                     if constexpr (std::is_same_v<T, float>) {
                         arow[r] = src;
                     } else {
+                        using W = simd::vec<float, Arch>;
+                        constexpr std::size_t ww = simd::width<W>;
                         float* dst = widened + r * kc;
-                        for (std::size_t c = 0; c < cols; ++c) dst[c] = float(src[c]);
+                        std::size_t c = 0;
+                        for (; c + ww <= cols; c += ww) simd::store(dst + c, simd::load<W>(src + c));
+                        for (; c < cols; ++c) dst[c] = float(src[c]);
                         arow[r] = dst;
                     }
                 }
@@ -110,34 +127,65 @@ void spmm_dense::operator()(Arch, const dense_product_args<T>* args, std::size_t
             }
             for (std::size_t r = 0; r < rows; ++r)
                 for (std::size_t t = 0; t < tiles; ++t) detail::finish(a.d.c + (i0 + r) * a.d.ldc + j + t * w, scratch[r][t], a.d);
-        }
-        return tiles * w;
-    });
+            return tiles * w;
+        });
+    }
 }
+
+namespace detail {
+
+// out[t·ct + i·ci] = α·dot(A[i], X[t]) + β·out[...] for N vectors X[t] = x + t·ldx, rows i in [r0, r1):
+// G rows of A at a time, each register of A meeting every vector's register.
+template <class Arch, class T, std::size_t N>
+void dense_rows_dot(const dense_product_args<T>& a, const float* x, std::size_t ldx, float* out, std::size_t ct,
+                    std::size_t ci, std::size_t r0, std::size_t r1) noexcept {
+    using V = simd::vec<float, Arch>;
+    constexpr std::size_t w = simd::width<V>, R = N <= 2 ? 8 : 2;
+    const std::size_t vk = simd::is_lane<V> ? 0 : a.k - a.k % w;
+    auto rows = [&]<std::size_t G>(std::size_t i) {
+        V acc[G][N];
+        for (std::size_t r = 0; r < G; ++r)
+            for (std::size_t t = 0; t < N; ++t) acc[r][t] = V(0.f);
+        for (std::size_t c = 0; c < vk; c += w) {
+            V xv[N];
+            for (std::size_t t = 0; t < N; ++t) xv[t] = simd::load<V>(x + t * ldx + c);
+            for (std::size_t r = 0; r < G; ++r) {
+                // bfloat16 rows are short streams (2 KiB for 1024 columns), which the hardware
+                // prefetcher picks up late: fetch the next rows' same columns ahead (float rows
+                // stream faster without).
+                if constexpr (sizeof(T) == 2) __builtin_prefetch(a.a + std::min(i + r + G, r1 - 1) * a.lda + c);
+                const V av = simd::load<V>(a.a + (i + r) * a.lda + c);
+                for (std::size_t t = 0; t < N; ++t) acc[r][t] = simd::fma(av, xv[t], acc[r][t]);
+            }
+        }
+        for (std::size_t r = 0; r < G; ++r)
+            for (std::size_t t = 0; t < N; ++t) {
+                float sum = simd::reduce_add(acc[r][t]);
+                for (std::size_t c = vk; c < a.k; ++c) sum += float(a.a[(i + r) * a.lda + c]) * x[t * ldx + c];
+                finish(out + t * ct + (i + r) * ci, sum, a.d);
+            }
+    };
+    std::size_t i = r0;
+    for (; i + R <= r1; i += R) rows.template operator()<R>(i);
+    for (; i < r1; ++i) rows.template operator()<1>(i);
+}
+
+} // namespace detail
 
 template <class Arch, class T>
 void spmv_dense::operator()(Arch, const dense_product_args<T>* args, std::size_t row_begin, std::size_t row_end) const noexcept {
-    using V = simd::vec<float, Arch>;
-    constexpr std::size_t w = simd::width<V>, R = 4;
+    detail::dense_rows_dot<Arch, T, 1>(*args, args->d.b, 0, args->d.c, 0, args->d.ldc, row_begin, row_end);
+}
+
+template <class Arch, class T>
+void spmv_dense_rows::operator()(Arch, const dense_product_args<T>* args, std::size_t row_begin,
+                                 std::size_t row_end) const noexcept {
     const dense_product_args<T>& a = *args;
-    const float* x = a.d.b;
-    const std::size_t vk = simd::is_lane<V> ? 0 : a.k - a.k % w;
-    auto rows = [&]<std::size_t G>(std::size_t i) {
-        V acc[G];
-        for (std::size_t r = 0; r < G; ++r) acc[r] = V(0.f);
-        for (std::size_t c = 0; c < vk; c += w) {
-            const V xv = simd::load<V>(x + c);
-            for (std::size_t r = 0; r < G; ++r) acc[r] = simd::fma(simd::load<V>(a.a + (i + r) * a.lda + c), xv, acc[r]);
-        }
-        for (std::size_t r = 0; r < G; ++r) {
-            float sum = simd::reduce_add(acc[r]);
-            for (std::size_t c = vk; c < a.k; ++c) sum += float(a.a[(i + r) * a.lda + c]) * x[c];
-            detail::finish(a.d.c + (i + r) * a.d.ldc, sum, a.d);
-        }
-    };
-    std::size_t i = row_begin;
-    for (; i + R <= row_end; i += R) rows.template operator()<R>(i);
-    for (; i < row_end; ++i) rows.template operator()<1>(i);
+    [&]<std::size_t... N>(std::index_sequence<N...>) {
+        ((a.d.n == N + 1 ? detail::dense_rows_dot<Arch, T, N + 1>(a, a.d.b, a.d.ldb, a.d.c, a.d.ldc, 1, row_begin, row_end)
+                         : void()),
+         ...);
+    }(std::make_index_sequence<dense_max_vectors>{});
 }
 
 } // namespace lacuna::kernels
