@@ -48,7 +48,8 @@ void fill(float* p, std::size_t n, float scale, std::uint64_t seed) {
     }
 }
 
-// The experts of a shape (shared by every token count): float, bfloat16 and 2:4 weights.
+// The experts of a shape (shared by every token count): float weights, and the bfloat16 and 2:4
+// copies made on first use.
 struct expert_store {
     std::size_t E, H, F;
     buffer gate, up, down, router, bias;
@@ -57,15 +58,38 @@ struct expert_store {
     std::vector<matrix_view<const bfloat16>> gate_bv, up_bv, down_bv;
     std::vector<lacuna::nm<float, 2, 4>> gate_s, up_s, down_s;
 
-    moe::layer_weights<matrix_view<const float>> dense() const { return {{router.data(), E, H}, {gate_v, up_v, down_v}}; }
-    moe::layer_weights<matrix_view<const bfloat16>> bf16() const { return {{router.data(), E, H}, {gate_bv, up_bv, down_bv}}; }
-    moe::layer_weights<lacuna::nm<float, 2, 4>> sparse() const { return {{router.data(), E, H}, {gate_s, up_s, down_s}}; }
+    moe::layer_weights<matrix_view<const float>> dense() { return {{router.data(), E, H}, {gate_v, up_v, down_v}}; }
+    moe::layer_weights<matrix_view<const bfloat16>> bf16() {
+        if (gate_bv.empty()) {
+            const std::size_t n = E * F * H;
+            for (auto [from, to] : {std::pair{&gate, &gate_b}, std::pair{&up, &up_b}, std::pair{&down, &down_b}}) {
+                *to = lacuna::aligned_buffer<bfloat16>(n, lacuna::aligned_buffer<bfloat16>::uninitialized);
+                lacuna::convert(std::span<const float>(from->data(), n), std::span<bfloat16>(to->data(), n));
+            }
+            gate_bv = moe::dense_experts<bfloat16>(gate_b, E, F, H);
+            up_bv = moe::dense_experts<bfloat16>(up_b, E, F, H);
+            down_bv = moe::dense_experts<bfloat16>(down_b, E, H, F);
+        }
+        return {{router.data(), E, H}, {gate_bv, up_bv, down_bv}};
+    }
+    moe::layer_weights<lacuna::nm<float, 2, 4>> sparse() {
+        for (std::size_t e = gate_s.size(); e < E; ++e) {
+            gate_s.push_back(lacuna::nm<float, 2, 4>::from_dense(gate_v[e]));
+            up_s.push_back(lacuna::nm<float, 2, 4>::from_dense(up_v[e]));
+            down_s.push_back(lacuna::nm<float, 2, 4>::from_dense(down_v[e]));
+        }
+        return {{router.data(), E, H}, {gate_s, up_s, down_s}};
+    }
 };
 
+// One shape's experts at a time (the cases of a shape run one after another): the largest shapes
+// take gigabytes.
 expert_store& experts_for(const shape& s) {
-    static std::map<std::string, std::unique_ptr<expert_store>> cache;
-    auto& p = cache[s.weights_name()];
-    if (!p) {
+    static std::string key;
+    static std::unique_ptr<expert_store> p;
+    if (!p || key != s.weights_name()) {
+        p.reset();
+        key = s.weights_name();
         p = std::make_unique<expert_store>();
         p->E = s.experts, p->H = s.hidden, p->F = s.ffn;
         const std::size_t n = s.experts * s.ffn * s.hidden;
@@ -78,21 +102,9 @@ expert_store& experts_for(const shape& s) {
         fill(p->router.data(), p->router.size(), 1.f / std::sqrt(float(s.hidden)), seed++);
         p->bias = buffer(s.experts, buffer::uninitialized);
         fill(p->bias.data(), s.experts, 0.1f, seed++);
-        for (auto [from, to] : {std::pair{&p->gate, &p->gate_b}, std::pair{&p->up, &p->up_b}, std::pair{&p->down, &p->down_b}}) {
-            *to = lacuna::aligned_buffer<bfloat16>(n, lacuna::aligned_buffer<bfloat16>::uninitialized);
-            lacuna::convert(std::span<const float>(from->data(), n), std::span<bfloat16>(to->data(), n));
-        }
         p->gate_v = moe::dense_experts<float>(p->gate, s.experts, s.ffn, s.hidden);
         p->up_v = moe::dense_experts<float>(p->up, s.experts, s.ffn, s.hidden);
         p->down_v = moe::dense_experts<float>(p->down, s.experts, s.hidden, s.ffn);
-        p->gate_bv = moe::dense_experts<bfloat16>(p->gate_b, s.experts, s.ffn, s.hidden);
-        p->up_bv = moe::dense_experts<bfloat16>(p->up_b, s.experts, s.ffn, s.hidden);
-        p->down_bv = moe::dense_experts<bfloat16>(p->down_b, s.experts, s.hidden, s.ffn);
-        for (std::size_t e = 0; e < s.experts; ++e) {
-            p->gate_s.push_back(lacuna::nm<float, 2, 4>::from_dense(p->gate_v[e]));
-            p->up_s.push_back(lacuna::nm<float, 2, 4>::from_dense(p->up_v[e]));
-            p->down_s.push_back(lacuna::nm<float, 2, 4>::from_dense(p->down_v[e]));
-        }
     }
     return *p;
 }
@@ -120,11 +132,12 @@ struct layer_case {
 };
 
 layer_case& case_for(const shape& s) {
-    static std::map<std::string, std::unique_ptr<layer_case>> cache;
-    auto& c = cache[s.name()];
-    if (!c) {
-        c = std::make_unique<layer_case>();
-        c->s = s, c->w = &experts_for(s), c->cfg = config_for(s, *c->w);
+    static std::unique_ptr<layer_case> c;
+    const bool fresh = !c || c->s.name() != s.name();
+    if (fresh) c = std::make_unique<layer_case>();
+    // The store may have been rebuilt for another shape in between: point at the current one.
+    c->s = s, c->w = &experts_for(s), c->cfg = config_for(s, *c->w);
+    if (fresh) {
         c->x = buffer(s.tokens * s.hidden, buffer::uninitialized);
         fill(c->x.data(), c->x.size(), 1.f, 99);
         c->y = buffer(s.tokens * s.hidden);
@@ -238,7 +251,7 @@ void add_layer(const shape& s, bool two_threads, bool reference) {
     const std::string op = "layer", size = s.name();
     const double flops = 6.0 * double(s.tokens * s.k) * double(s.hidden) * double(s.ffn);
     // bytes: what one expert's three matrices occupy in the weights an impl reads.
-    auto add = [&](const std::string& impl, int threads, std::function<double(const expert_store&)> bytes,
+    auto add = [&](const std::string& impl, int threads, std::function<double(expert_store&)> bytes,
                    std::function<void(layer_case&)> run) {
         add_timed(op + "/" + impl + "/" + size, threads, [=] {
             layer_case& c = case_for(s);
@@ -252,10 +265,11 @@ void add_layer(const shape& s, bool two_threads, bool reference) {
         };
     };
     auto dense_bytes = [](double value_bytes) {
-        return [value_bytes](const expert_store& w) { return 3.0 * double(w.H * w.F) * value_bytes; };
+        return [value_bytes](expert_store& w) { return 3.0 * double(w.H * w.F) * value_bytes; };
     };
-    const auto sparse_bytes = [](const expert_store& w) {
-        return double(w.gate_s[0].bytes() + w.up_s[0].bytes() + w.down_s[0].bytes());
+    const auto sparse_bytes = [](expert_store& w) {
+        const auto s = w.sparse();
+        return double(s.routed.gate[0].bytes() + s.routed.up[0].bytes() + s.routed.down[0].bytes());
     };
     for (int threads : {1, 2}) {
         if (threads == 2 && !two_threads) continue;
