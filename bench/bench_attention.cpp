@@ -19,6 +19,7 @@
 #include "lacuna/layout/coo.hpp"
 #include "lacuna/layout/csr.hpp"
 #include "lacuna/layout/kv_cache.hpp"
+#include "lacuna/layout/sparse_kv_cache.hpp"
 #include "lacuna/masks.hpp"
 #include "lacuna/primitives.hpp"
 #include "lacuna/reference/attention.hpp"
@@ -228,9 +229,11 @@ struct decode_case {
     lacuna::aligned_buffer<lacuna::bfloat16> kb, vb;
     std::unique_ptr<lacuna::paged_kv_cache<float>> paged;
     std::unique_ptr<lacuna::paged_kv_cache<lacuna::bfloat16>> paged_bf16;
+    std::unique_ptr<lacuna::sparse_kv_cache<float>> sparse;
+    std::unique_ptr<lacuna::sparse_kv_cache<lacuna::bfloat16>> sparse_bf16;
 };
 
-constexpr std::size_t decode_q_heads = 32, decode_kv_heads = 8, decode_d = 128;
+constexpr std::size_t decode_q_heads = 32, decode_kv_heads = 8, decode_d = 128, decode_kept = 38;
 
 decode_case& decode_case_for(std::size_t length) {
     static std::map<std::size_t, std::unique_ptr<decode_case>> cache;
@@ -259,6 +262,12 @@ decode_case& decode_case_for(std::size_t length) {
             vb4(c->vb.data(), {1, decode_kv_heads, length, decode_d});
         c->paged->append(0, k4, v4);
         c->paged_bf16->append(0, kb4, vb4);
+        // 70% sparsity: 38 of each token's 128 key and value channels kept.
+        c->sparse = std::make_unique<lacuna::sparse_kv_cache<float>>(decode_kv_heads, decode_d, decode_d, decode_kept, decode_kept);
+        c->sparse_bf16 =
+            std::make_unique<lacuna::sparse_kv_cache<lacuna::bfloat16>>(decode_kv_heads, decode_d, decode_d, decode_kept, decode_kept);
+        c->sparse->append(k4, v4);
+        c->sparse_bf16->append(kb4, vb4);
     }
     return *c;
 }
@@ -284,11 +293,15 @@ void composed_decode(decode_case& c) {
 void add_decode(std::size_t length) {
     const std::string op = "decode_h32kv8_d128", size = std::to_string(length);
     const double flops = 4.0 * double(decode_q_heads * length * decode_d);
-    auto add = [&](const std::string& impl, int threads, std::size_t value_bytes, std::function<void(decode_case&)> run) {
+    // bytes: what the impl's cache occupies.
+    auto add = [&](const std::string& impl, int threads, std::function<double(decode_case&)> bytes, std::function<void(decode_case&)> run) {
         add_timed(op + "/" + impl + "/" + size, threads, [=] {
             decode_case& c = decode_case_for(length);
-            return timed_case{[&c, run] { run(c); }, flops, 2.0 * double(decode_kv_heads * length * decode_d * value_bytes)};
+            return timed_case{[&c, run] { run(c); }, flops, bytes(c)};
         });
+    };
+    auto dense = [](std::size_t value_bytes) {
+        return [value_bytes](decode_case& c) { return 2.0 * double(decode_kv_heads * c.length * decode_d * value_bytes); };
     };
     auto q = [](decode_case& c) { return lacuna::tensor4_view<const float>(c.q.data(), {1, decode_q_heads, 1, decode_d}); };
     auto q_bf16 = [](decode_case& c) {
@@ -300,18 +313,22 @@ void add_decode(std::size_t length) {
     static const std::vector<std::size_t> first{0};
     for (int threads : {1, 2}) {
         const std::string suffix = threads == 1 ? "" : ".2t";
-        add("contiguous" + suffix, threads, sizeof(float), [=](decode_case& c) {
+        add("contiguous" + suffix, threads, dense(sizeof(float)), [=](decode_case& c) {
             lacuna::decode_attention(q(c), lacuna::tensor4_view<const float>(c.k.data(), {1, decode_kv_heads, c.length, decode_d}),
                                      lacuna::tensor4_view<const float>(c.v.data(), {1, decode_kv_heads, c.length, decode_d}), out(c));
         });
-        add("paged" + suffix, threads, sizeof(float), [=](decode_case& c) { lacuna::decode_attention(q(c), *c.paged, first, out(c)); });
-        add("contiguous_bf16" + suffix, threads, 2, [=](decode_case& c) {
+        add("paged" + suffix, threads, dense(sizeof(float)), [=](decode_case& c) { lacuna::decode_attention(q(c), *c.paged, first, out(c)); });
+        add("contiguous_bf16" + suffix, threads, dense(2), [=](decode_case& c) {
             lacuna::decode_attention(q_bf16(c), lacuna::tensor4_view<const lacuna::bfloat16>(c.kb.data(), {1, decode_kv_heads, c.length, decode_d}),
                                      lacuna::tensor4_view<const lacuna::bfloat16>(c.vb.data(), {1, decode_kv_heads, c.length, decode_d}), out(c));
         });
-        add("paged_bf16" + suffix, threads, 2, [=](decode_case& c) { lacuna::decode_attention(q_bf16(c), *c.paged_bf16, first, out(c)); });
+        add("paged_bf16" + suffix, threads, dense(2), [=](decode_case& c) { lacuna::decode_attention(q_bf16(c), *c.paged_bf16, first, out(c)); });
+        add("sparse70%" + suffix, threads, [](decode_case& c) { return double(c.sparse->bytes()); },
+            [=](decode_case& c) { lacuna::decode_attention(q(c), *c.sparse, out(c)); });
+        add("sparse70%_bf16" + suffix, threads, [](decode_case& c) { return double(c.sparse_bf16->bytes()); },
+            [=](decode_case& c) { lacuna::decode_attention(q_bf16(c), *c.sparse_bf16, out(c)); });
 #if LACUNA_BENCH_OPENBLAS
-        add("openblas" + suffix, threads, sizeof(float), [](decode_case& c) { composed_decode(c); });
+        add("openblas" + suffix, threads, dense(sizeof(float)), [](decode_case& c) { composed_decode(c); });
 #endif
     }
 }

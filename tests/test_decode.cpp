@@ -1,5 +1,6 @@
 // Decode attention over contiguous and paged KV caches against the reference: queries few, keys
 // many and across the 1024-key splits, GQA, several new tokens, bfloat16; paged = contiguous.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <limits>
@@ -8,6 +9,7 @@
 #include "lacuna/attention.hpp"
 #include "lacuna/core/parallel.hpp"
 #include "lacuna/layout/kv_cache.hpp"
+#include "lacuna/layout/sparse_kv_cache.hpp"
 #include "lacuna/reference/attention.hpp"
 #include "support/arch.hpp"
 #include "support/attention.hpp"
@@ -138,4 +140,109 @@ TEST_CASE("decode_attention and the paged cache reject bad input", "[attention][
     std::vector<float> out12(many.out_size());
     CHECK_THROWS_WITH(lacuna::decode_attention(many.qv(), many.kv(), many.vv(), many.out_view(out12)),
                       "lacuna::decode_attention: 12 queries are more than the 10 positions of the cache");
+}
+
+namespace {
+
+// A sparse cache of the (one) sequence's keys and values, appended `chunk` tokens at a time, and
+// the same problem over the cache's pruned keys and values as dense arrays.
+template <class T> struct sparse_case {
+    lacuna::sparse_kv_cache<T> cache;
+    decode_operands<T> pruned;
+    sparse_case(const decode_operands<T>& x, std::size_t keep_k, std::size_t keep_v, std::size_t chunk)
+        : cache(x.p.kv_heads, x.p.d, x.p.dv, keep_k, keep_v), pruned(x) {
+        const decode_problem& p = x.p;
+        for (std::size_t t0 = 0; t0 < p.length; t0 += chunk) {
+            const std::size_t n = std::min(chunk, p.length - t0);
+            cache.append(lacuna::tensor4_view<const T>(x.k.data() + t0 * p.d, {1, p.kv_heads, n, p.d}, {0, p.length * p.d, p.d, 1}),
+                         lacuna::tensor4_view<const T>(x.v.data() + t0 * p.dv, {1, p.kv_heads, n, p.dv}, {0, p.length * p.dv, p.dv, 1}));
+        }
+        pruned.k = cache.keys();
+        pruned.v = cache.values();
+    }
+};
+
+// The keep largest magnitudes of each row of `rows` (n wide) survive, the rest are zero.
+template <class T> bool pruned_per_row(const std::vector<T>& original, const std::vector<T>& pruned, std::size_t n, std::size_t keep) {
+    for (std::size_t row = 0; row < original.size() / n; ++row) {
+        std::vector<float> mags;
+        std::size_t kept = 0;
+        for (std::size_t c = 0; c < n; ++c) mags.push_back(std::abs(float(original[row * n + c])));
+        std::vector<float> sorted = mags;
+        std::sort(sorted.rbegin(), sorted.rend());
+        const float cut = keep ? sorted[keep - 1] : std::numeric_limits<float>::infinity();
+        for (std::size_t c = 0; c < n; ++c) {
+            const float y = float(pruned[row * n + c]);
+            if (y != 0.f) ++kept;
+            if (y != 0.f && (y != float(original[row * n + c]) || mags[c] < cut)) return false;
+            if (y == 0.f && mags[c] > cut) return false;
+        }
+        if (kept > keep) return false;
+    }
+    return true;
+}
+
+} // namespace
+
+TEMPLATE_TEST_CASE("decode_attention over a sparse cache equals dense attention over the pruned cache", "[attention][decode][sparse]",
+                   float, lacuna::bfloat16) {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    struct sparse_problem {
+        decode_problem p;
+        std::size_t keep_k, keep_v, chunk;
+    };
+    const sparse_problem problems[] = {
+        {{1, 1, 1, 1, 1, 8, 8}, 3, 8, 1},          {{1, 8, 2, 1, 200, 64, 64}, 19, 19, 1},
+        {{1, 4, 4, 3, 1500, 80, 80}, 24, 24, 100}, {{1, 8, 1, 5, 700, 17, 70}, 5, 30, 64},
+        {{1, 2, 1, 20, 1030, 128, 128}, 38, 38, 7}, {{1, 4, 1, 1, 64, 16, 130}, 16, 0, 3},
+        {{1, 32, 8, 1, 2100, 128, 128}, 38, 38, 2100},
+    };
+    for (const sparse_problem& sp : problems)
+        for (bool causal : {true, false}) {
+            const decode_problem& p = sp.p;
+            INFO(p << ", keep " << sp.keep_k << " / " << sp.keep_v << ", appended " << sp.chunk << " at a time" << (causal ? ", causal" : ""));
+            const decode_operands<TestType> x(rng, p);
+            const sparse_case<TestType> s(x, sp.keep_k, sp.keep_v, sp.chunk);
+            CHECK(s.cache.length() == p.length);
+            CHECK(pruned_per_row(x.k, s.pruned.k, p.d, sp.keep_k));
+            CHECK(pruned_per_row(x.v, s.pruned.v, p.dv, sp.keep_v));
+            const std::size_t lse_size = p.q_heads * p.lq;
+            lacuna::decode_options o;
+            o.causal = causal;
+            const result want = reference(s.pruned, causal);
+            const result got = on_1_and_2_threads(x.out_size(), lse_size, [&](std::vector<float>& out, std::vector<float>& lse) {
+                o.logsumexp = lse;
+                lacuna::decode_attention(x.qv(), s.cache, x.out_view(out), o);
+            });
+            CHECK(lacuna::test::rel_error(got.out, want.out) <= 5e-6);
+            CHECK(lacuna::test::lse_error(got.lse, want.lse) <= 1e-5);
+        }
+}
+
+TEST_CASE("the sparse cache keeps NaN and rejects bad input", "[attention][decode][sparse][errors]") {
+    CHECK_THROWS_WITH(lacuna::sparse_kv_cache<float>(2, 8, 8, 9, 2), "lacuna::sparse_kv_cache: keep_k = 9 exceeds the 8 key channels");
+    CHECK_THROWS_AS(lacuna::sparse_kv_cache<float>(0, 8, 8, 2, 2), lacuna::shape_error);
+    lacuna::sparse_kv_cache<float> cache(2, 8, 8, 2, 2);
+    std::vector<float> kv(2 * 3 * 8, 0.5f);
+    kv[8 + 3] = std::numeric_limits<float>::quiet_NaN(); // head 0, token 1, channel 3
+    const lacuna::tensor4_view<const float> three(kv.data(), {1, 2, 3, 8});
+    cache.append(three, three);
+    CHECK_THROWS_AS(cache.append(lacuna::tensor4_view<const float>(kv.data(), {1, 1, 3, 8}), three), lacuna::shape_error);
+    CHECK(cache.length() == 3);
+    CHECK(std::isnan(cache.keys()[8 + 3]));
+    CHECK(std::isnan(cache.values()[8 + 3]));
+    std::vector<float> q(4 * 8, 1.f), out(4 * 8);
+    lacuna::decode_attention(lacuna::tensor4_view<const float>(q.data(), {1, 4, 1, 8}), cache,
+                             lacuna::tensor4_view<float>(out.data(), {1, 4, 1, 8}));
+    CHECK(std::isnan(out[0])); // head 0 meets the NaN key
+    CHECK(!std::isnan(out[2 * 8]));
+    std::vector<float> q5(4 * 5 * 8), out5(4 * 5 * 8);
+    CHECK_THROWS_WITH(lacuna::decode_attention(lacuna::tensor4_view<const float>(q5.data(), {1, 4, 5, 8}), cache,
+                                               lacuna::tensor4_view<float>(out5.data(), {1, 4, 5, 8})),
+                      "lacuna::decode_attention: the cache holds 3 tokens, fewer than the 5 queries");
+    std::vector<float> q2(2 * 4 * 8), out2(2 * 4 * 8);
+    CHECK_THROWS_AS(lacuna::decode_attention(lacuna::tensor4_view<const float>(q2.data(), {2, 4, 1, 8}), cache,
+                                             lacuna::tensor4_view<float>(out2.data(), {2, 4, 1, 8})),
+                    lacuna::shape_error);
 }

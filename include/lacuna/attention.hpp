@@ -19,10 +19,12 @@
 #include "lacuna/core/parallel.hpp"
 #include "lacuna/kernels/attention/decode.hpp"
 #include "lacuna/kernels/attention/flash.hpp"
+#include "lacuna/kernels/attention/sparse_decode.hpp"
 #include "lacuna/primitives.hpp"
 #include "lacuna/layout/block_mask.hpp"
 #include "lacuna/layout/concepts.hpp"
 #include "lacuna/layout/kv_cache.hpp"
+#include "lacuna/layout/sparse_kv_cache.hpp"
 #include "lacuna/simd/dispatch.hpp"
 
 namespace lacuna {
@@ -369,10 +371,12 @@ namespace detail {
 inline constexpr std::size_t decode_split = 1024;
 
 // Runs the decode tasks over threads, then merges each query's partials in split order: the checked
-// operands of q and out, keys and values from kv, lengths[b] keys in sequence b.
+// operands of q and out, keys and values from kv (or, batch 1, from the sparse heads), lengths[b]
+// keys in sequence b.
 template <class T>
 void run_decode(const kernels::attention_args<T>& checked, const decode_options& opts, const kernels::kv_source<T>& kv,
-                const std::vector<std::size_t>& lengths, tensor4_view<float> out) {
+                const std::vector<std::size_t>& lengths, tensor4_view<float> out,
+                const kernels::sparse_kv_head<T>* sparse = nullptr) {
     kernels::decode_args<T> args{};
     args.q = checked.q;
     args.qs = checked.qs;
@@ -386,6 +390,7 @@ void run_decode(const kernels::attention_args<T>& checked, const decode_options&
     args.causal = opts.causal;
     args.kv = kv;
     args.lengths = lengths.data();
+    args.sparse = sparse;
     const std::span<float> logsumexp = opts.logsumexp;
     const std::size_t group = args.q_heads / args.kv_heads, rows = group * args.lq, width = args.dv + 2;
     std::size_t longest = 0;
@@ -406,7 +411,8 @@ void run_decode(const kernels::attention_args<T>& checked, const decode_options&
     aligned_buffer<float> workspace(parts * scratch, aligned_buffer<float>::uninitialized);
     const kernels::decode_args<T>& operands = args;
     parallel_for(parts, [&](std::size_t p) {
-        dispatch<kernels::flash_decode>(&operands, workspace.data() + p * scratch, bounds[p], bounds[p + 1]);
+        if (sparse) dispatch<kernels::sparse_decode>(&operands, workspace.data() + p * scratch, bounds[p], bounds[p + 1]);
+        else dispatch<kernels::flash_decode>(&operands, workspace.data() + p * scratch, bounds[p], bounds[p + 1]);
     });
     // out = Σ_s e^(m_s − m)·O_s / Σ_s e^(m_s − m)·l_s over the splits s that kept something.
     parallel_for(args.batch * args.kv_heads, [&](std::size_t bh) {
@@ -494,6 +500,33 @@ void decode_attention(tensor4_view<const T> q, const paged_kv_cache<T>& cache, s
                                    ps * cache.d(),       cache.d(),       hk * ps * cache.dv(), ps * cache.dv(),
                                    cache.dv()};
     detail::run_decode(checked, opts, kv, lengths, out);
+}
+
+/// decode_attention() over a sparse KV cache (one sequence, batch 1): q [1, Hq, Lq, D] with Hq a
+/// multiple of the cache's KV heads and D its d, out [1, Hq, Lq, dv]; the cache's length counts the
+/// new tokens (append them first). Attends to exactly what the cache kept (its keys() and
+/// values()), reading only the kept values and their masks: per tile of 64 keys, each channel's
+/// stored keys expand into registers (vexpandps on AVX-512) against the query, and each key's
+/// stored values against its probability. Same splitting, determinism and scratch as the other
+/// overloads. Throws as they do.
+template <attention_value T>
+void decode_attention(tensor4_view<const T> q, const sparse_kv_cache<T>& cache, tensor4_view<float> out,
+                      const decode_options& opts = {}) {
+    const char* where = "lacuna::decode_attention";
+    const std::size_t length = cache.length(), hk = cache.kv_heads();
+    if (q.extent(0) != 1) detail::fail<shape_error>(where, ": q holds ", q.extent(0), " sequences; a sparse cache holds 1");
+    if (opts.causal && length < q.extent(2))
+        detail::fail<shape_error>(where, ": the cache holds ", length, " tokens, fewer than the ", q.extent(2), " queries");
+    // The cache's shape as views, for the checks attention() makes (no element is read through them).
+    const T* none = nullptr;
+    kernels::attention_args<T> checked{};
+    detail::check_attention_operands(where, q, tensor4_view<const T>(none, {1, hk, 0, cache.d()}),
+                                     tensor4_view<const T>(none, {1, hk, 0, cache.dv()}), out, opts.logsumexp, checked);
+    if (out.size() == 0) return;
+    std::vector<kernels::sparse_kv_head<T>> heads;
+    for (std::size_t h = 0; h < hk; ++h) heads.push_back(cache.head_view(h));
+    const kernels::kv_source<T> kv{nullptr, nullptr, nullptr, 0, std::max<std::size_t>(length, 1), 0, 0, 0, 0, 0, 0};
+    detail::run_decode(checked, opts, kv, {length}, out, heads.data());
 }
 
 } // namespace lacuna

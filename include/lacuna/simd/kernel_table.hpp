@@ -53,6 +53,7 @@ struct flash_attention;
 struct route_topk;
 struct router_args;
 struct flash_decode;
+struct sparse_decode;
 template <class T> struct attention_args;
 template <class T> struct decode_args;
 } // namespace kernels
@@ -135,6 +136,8 @@ struct kernel_table {
     slot<kernels::flash_attention, void(const kernels::attention_args<bfloat16>*, float*, std::size_t, std::size_t)> attention_bf16;
     slot<kernels::flash_decode, void(const kernels::decode_args<float>*, float*, std::size_t, std::size_t)> decode_f32;
     slot<kernels::flash_decode, void(const kernels::decode_args<bfloat16>*, float*, std::size_t, std::size_t)> decode_bf16;
+    slot<kernels::sparse_decode, void(const kernels::decode_args<float>*, float*, std::size_t, std::size_t)> sparse_decode_f32;
+    slot<kernels::sparse_decode, void(const kernels::decode_args<bfloat16>*, float*, std::size_t, std::size_t)> sparse_decode_bf16;
     slot<kernels::route_topk, void(const kernels::router_args*, float*, std::size_t, std::size_t)> route_topk;
 
     /// Calls f(slot) for every slot, so that filling a table lists nothing twice.
@@ -159,7 +162,8 @@ inline constexpr auto kernel_slots = std::tuple{
     &kernel_table::spmm_dense_bf16, &kernel_table::spmv_dense_f32, &kernel_table::spmv_dense_bf16,
     &kernel_table::spmv_dense_rows_f32, &kernel_table::spmv_dense_rows_bf16, &kernel_table::sddmm_csr_i32, &kernel_table::sddmm_csr_i64,
     &kernel_table::sddmm_bsr_i32, &kernel_table::sddmm_bitmap_i32, &kernel_table::attention_f32,
-    &kernel_table::attention_bf16, &kernel_table::decode_f32, &kernel_table::decode_bf16, &kernel_table::route_topk};
+    &kernel_table::attention_bf16, &kernel_table::decode_f32, &kernel_table::decode_bf16, &kernel_table::sparse_decode_f32,
+    &kernel_table::sparse_decode_bf16, &kernel_table::route_topk};
 
 template <class F> constexpr void kernel_table::for_each_slot(F&& f) {
     std::apply([&](auto... member) { (f(this->*member), ...); }, kernel_slots);

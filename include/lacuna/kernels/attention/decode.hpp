@@ -38,6 +38,20 @@ template <class T> struct kv_source {
     }
 };
 
+/// What the decode kernels read of one KV head of a sparse_kv_cache: key tiles (tile t, channel c at
+/// t · d + c: a mask of the block's 64 tokens, bit i for token 64t + i, and the offset of its first
+/// value), the dense key rows of the last, incomplete block (64 × d), and value tiles (token j,
+/// chunk ch of 64 channels at j · chunks + ch). Value arrays may be read 16 elements past their end.
+template <class T> struct sparse_kv_head {
+    const std::uint64_t* k_bits;
+    const std::uint32_t* k_offsets;
+    const T* k_values;
+    const T* k_tail;
+    const std::uint64_t* v_bits;
+    const std::uint32_t* v_offsets;
+    const T* v_values;
+};
+
 /// The operands of a decode call, checked by the entry point: q [B, Hq, Lq, D] (strides qs), out
 /// [B, Hq, Lq, Dv]; sequence b holds lengths[b] keys, of which its Lq queries are the last (causal:
 /// query t sees keys j <= lengths[b] - Lq + t). Tasks are (b, KV head, range of split keys); task t
@@ -53,6 +67,7 @@ template <class T> struct decode_args {
     const std::size_t* lengths;
     std::size_t split, splits; // keys per task, tasks per (b, KV head)
     float* partials;
+    const sparse_kv_head<T>* sparse; // per KV head, for sparse_decode (batch 1); null otherwise
 };
 
 /// Queries handled together in a decode task: their scores share each load of a key row.
@@ -122,25 +137,55 @@ LACUNA_ALWAYS_INLINE void decode_score_rows(const float* qf, std::size_t rows, s
     for (; r < rows; ++r) decode_scores<Arch, 1>(qf, r, d, krow, keys, st, ld);
 }
 
+// The start of rows [r0, r0 + rows) of task (b, hk): their queries scaled into s.qt, empty softmax
+// state and accumulator, and zeros in the score columns past the rows.
+template <class T>
+void decode_begin(const decode_args<T>& a, const flash_scratch& s, std::size_t b, std::size_t hk, std::size_t r0,
+                  std::size_t rows) noexcept {
+    const std::size_t group = a.q_heads / a.kv_heads;
+    for (std::size_t r = 0; r < rows; ++r) {
+        const std::size_t h = hk * group + (r0 + r) / a.lq, t = (r0 + r) % a.lq;
+        const T* q = a.q + a.qs.at(b, h) + t * a.qs.l;
+        for (std::size_t c = 0; c < a.d; ++c) s.qt[r * a.d + c] = a.scale * float(q[c]);
+    }
+    for (std::size_t c = 0; c < decode_rows; ++c) {
+        s.m[c] = -std::numeric_limits<float>::infinity();
+        s.l[c] = 0.f;
+    }
+    std::fill(s.o, s.o + rows * a.dv, 0.f);
+    for (std::size_t j = 0; j < attention_key_block; ++j) std::fill(s.st + j * decode_rows + rows, s.st + (j + 1) * decode_rows, 0.f);
+}
+
+// Causal: scores of the tile's keys [j0, j0 + keys) that are in a query's future become -inf.
+template <class T>
+void decode_mask_future(const decode_args<T>& a, const flash_scratch& s, std::size_t length, std::size_t r0, std::size_t rows,
+                        std::size_t j0, std::size_t keys) noexcept {
+    if (!a.causal || j0 + keys + a.lq <= length + 1) return;
+    for (std::size_t r = 0; r < rows; ++r) {
+        const std::size_t last = length - a.lq + (r0 + r) % a.lq; // the query's own position
+        for (std::size_t j = std::max(last + 1, j0); j < j0 + keys; ++j) s.st[(j - j0) * decode_rows + r] = -std::numeric_limits<float>::infinity();
+    }
+}
+
+// The partials of rows [r0, r0 + rows): running max, sum, accumulator.
+template <class T>
+void decode_end(const decode_args<T>& a, const flash_scratch& s, std::size_t r0, std::size_t rows, float* partials) noexcept {
+    for (std::size_t r = 0; r < rows; ++r) {
+        float* p = partials + (r0 + r) * (a.dv + 2);
+        p[0] = s.m[r];
+        p[1] = s.l[r];
+        std::copy(s.o + r * a.dv, s.o + (r + 1) * a.dv, p + 2);
+    }
+}
+
 // Rows [r0, r0 + rows) of task (b, hk) over keys [j_begin, j_end); writes their partials.
 template <class Arch, class T>
 void decode_block(const decode_args<T>& a, const flash_scratch& s, std::size_t b, std::size_t hk, std::size_t r0,
                   std::size_t rows, std::size_t j_begin, std::size_t j_end, float* partials) noexcept {
     using V = simd::vec<float, Arch>;
     constexpr std::size_t w = simd::width<V>, ld = decode_rows, bk = attention_key_block;
-    const std::size_t group = a.q_heads / a.kv_heads, columns = (rows + w - 1) / w * w;
-    const std::size_t length = a.lengths[b];
-    for (std::size_t r = 0; r < rows; ++r) {
-        const std::size_t h = hk * group + (r0 + r) / a.lq, t = (r0 + r) % a.lq;
-        const T* q = a.q + a.qs.at(b, h) + t * a.qs.l;
-        for (std::size_t c = 0; c < a.d; ++c) s.qt[r * a.d + c] = a.scale * float(q[c]);
-    }
-    for (std::size_t c = 0; c < ld; ++c) {
-        s.m[c] = -std::numeric_limits<float>::infinity();
-        s.l[c] = 0.f;
-    }
-    std::fill(s.o, s.o + rows * a.dv, 0.f);
-    for (std::size_t j = 0; j < bk; ++j) std::fill(s.st + j * ld + rows, s.st + (j + 1) * ld, 0.f);
+    const std::size_t columns = (rows + w - 1) / w * w;
+    decode_begin(a, s, b, hk, r0, rows);
     // A row of zeros (in the unused staging area) for the key slots past the end of a tile.
     std::fill(s.kf, s.kf + a.d, 0.f);
     const T* zero_row = reinterpret_cast<const T*>(s.kf);
@@ -163,11 +208,7 @@ void decode_block(const decode_args<T>& a, const flash_scratch& s, std::size_t b
             }
         }
         decode_score_rows<Arch>(s.qt, rows, a.d, krow, keys, s.st, ld);
-        if (a.causal && j0 + keys + a.lq > length + 1) // the last keys are in some query's future
-            for (std::size_t r = 0; r < rows; ++r) {
-                const std::size_t last = length - a.lq + (r0 + r) % a.lq; // the query's own position
-                for (std::size_t j = std::max(last + 1, j0); j < j0 + keys; ++j) s.st[(j - j0) * ld + r] = -std::numeric_limits<float>::infinity();
-            }
+        decode_mask_future(a, s, a.lengths[b], r0, rows, j0, keys);
         online_softmax<Arch>(s, keys, ld, columns);
         const T* vt = a.kv.v_row_at(b, hk, j0);
         if constexpr (std::is_same_v<T, float>) {
@@ -178,12 +219,7 @@ void decode_block(const decode_args<T>& a, const flash_scratch& s, std::size_t b
         }
         j0 += keys;
     }
-    for (std::size_t r = 0; r < rows; ++r) {
-        float* p = partials + (r0 + r) * (a.dv + 2);
-        p[0] = s.m[r];
-        p[1] = s.l[r];
-        std::copy(s.o + r * a.dv, s.o + (r + 1) * a.dv, p + 2);
-    }
+    decode_end(a, s, r0, rows, partials);
 }
 
 } // namespace detail
