@@ -95,18 +95,20 @@ void sparse_add_values(const flash_scratch& s, std::size_t rows, std::size_t dv,
     const std::size_t chunks = (dv + 63) / 64;
     for (std::size_t ch = 0; ch < chunks; ++ch) {
         const std::size_t c0 = ch * 64, width = std::min<std::size_t>(64, dv - c0), pieces = width / w;
-        auto group = [&]<std::size_t G>(std::size_t r0) {
+        // Whole chunks with a compile-time count of registers, so that the loops over them unroll.
+        auto group = [&]<std::size_t G, std::size_t Pieces>(std::size_t r0) {
+            const std::size_t count = Pieces ? Pieces : pieces;
             V acc[G][P];
             for (std::size_t r = 0; r < G; ++r)
                 for (std::size_t p = 0; p < P; ++p)
-                    acc[r][p] = p < pieces ? simd::load<V>(s.o + (r0 + r) * dv + c0 + p * w) * V(s.alpha[r0 + r]) : V(0.f);
+                    acc[r][p] = p < count ? simd::load<V>(s.o + (r0 + r) * dv + c0 + p * w) * V(s.alpha[r0 + r]) : V(0.f);
             for (std::size_t j = 0; j < keys; ++j) {
                 const std::size_t tile = (j0 + j) * chunks + ch;
                 const std::uint64_t mask = h.v_bits[tile];
                 const T* values = h.v_values + h.v_offsets[tile];
                 V prob[G];
                 for (std::size_t r = 0; r < G; ++r) prob[r] = V(s.st[j * decode_rows + r0 + r]);
-                for (std::size_t p = 0; p < pieces; ++p) {
+                for (std::size_t p = 0; p < count; ++p) {
                     const auto piece = std::uint32_t(mask >> (p * w) & piece_mask);
                     const V v = expand<V>(piece, values);
                     values += std::popcount(piece);
@@ -114,11 +116,15 @@ void sparse_add_values(const flash_scratch& s, std::size_t rows, std::size_t dv,
                 }
             }
             for (std::size_t r = 0; r < G; ++r)
-                for (std::size_t p = 0; p < pieces; ++p) simd::store(s.o + (r0 + r) * dv + c0 + p * w, acc[r][p]);
+                for (std::size_t p = 0; p < count; ++p) simd::store(s.o + (r0 + r) * dv + c0 + p * w, acc[r][p]);
         };
-        std::size_t r0 = 0;
-        for (; r0 + R <= rows; r0 += R) group.template operator()<R>(r0);
-        for (; r0 < rows; ++r0) group.template operator()<1>(r0);
+        auto groups = [&]<std::size_t Pieces>() {
+            std::size_t r0 = 0;
+            for (; r0 + R <= rows; r0 += R) group.template operator()<R, Pieces>(r0);
+            for (; r0 < rows; ++r0) group.template operator()<1, Pieces>(r0);
+        };
+        if (pieces == P) groups.template operator()<P>();
+        else groups.template operator()<0>();
         // The chunk's channels past its whole registers, one at a time.
         for (std::size_t c = c0 + pieces * w; c < c0 + width; ++c)
             for (std::size_t r = 0; r < rows; ++r) {
