@@ -35,7 +35,8 @@ inline routed_token route_token(const float* logits, std::size_t E, const moe::r
     r.lse = m + std::log(sum);
     for (std::size_t e = 0; e < E; ++e) {
         const double l = logits[e];
-        const double s = cfg.scoring == moe::scoring::softmax ? std::exp(l - r.lse) : 1 / (1 + std::exp(-l));
+        // exp(l - m) / sum, not exp(l - lse): with logits near 1e29 the lse absorbs log(sum).
+        const double s = cfg.scoring == moe::scoring::softmax ? std::exp(l - m) / sum : 1 / (1 + std::exp(-l));
         r.score.push_back(s);
         r.key.push_back(s + (cfg.correction_bias.empty() ? 0.0 : double(cfg.correction_bias[e])));
     }
