@@ -12,6 +12,23 @@
 
 namespace lacuna {
 
+namespace detail {
+
+// Throws shape_error unless k is [1, kv_heads, n, d] and v [1, kv_heads, n, dv]: the tokens a cache appends.
+template <class T>
+void check_appended(const char* where, tensor4_view<const T> k, tensor4_view<const T> v, std::size_t kv_heads, std::size_t d,
+                    std::size_t dv) {
+    const std::size_t n = k.extent(2);
+    if (k.extent(0) != 1 || k.extent(1) != kv_heads || k.extent(3) != d)
+        fail<shape_error>(where, ": k is [", k.extent(0), ", ", k.extent(1), ", ", n, ", ", k.extent(3), "], expected [1, ", kv_heads,
+                          ", n, ", d, "]");
+    if (v.extent(0) != 1 || v.extent(1) != kv_heads || v.extent(2) != n || v.extent(3) != dv)
+        fail<shape_error>(where, ": v is [", v.extent(0), ", ", v.extent(1), ", ", v.extent(2), ", ", v.extent(3), "], expected [1, ",
+                          kv_heads, ", ", n, ", ", dv, "]");
+}
+
+} // namespace detail
+
 /// Keys and values of several sequences in pages of page_size tokens. Page p holds, for every KV
 /// head h and slot s, key row k_pages()[((p · kv_heads + h) · page_size + s) · d + c] and value row
 /// v_pages()[((p · kv_heads + h) · page_size + s) · dv + c]. All max_pages pages are allocated up
@@ -41,12 +58,7 @@ public:
         const char* where = "lacuna::paged_kv_cache::append";
         if (s >= lengths_.size()) detail::fail<shape_error>(where, ": no sequence ", s, " (", lengths_.size(), " added)");
         const std::size_t n = k.extent(2);
-        if (k.extent(0) != 1 || k.extent(1) != kv_heads_ || k.extent(3) != d_)
-            detail::fail<shape_error>(where, ": k is [", k.extent(0), ", ", k.extent(1), ", ", n, ", ", k.extent(3),
-                                      "], expected [1, ", kv_heads_, ", n, ", d_, "]");
-        if (v.extent(0) != 1 || v.extent(1) != kv_heads_ || v.extent(2) != n || v.extent(3) != dv_)
-            detail::fail<shape_error>(where, ": v is [", v.extent(0), ", ", v.extent(1), ", ", v.extent(2), ", ", v.extent(3),
-                                      "], expected [1, ", kv_heads_, ", ", n, ", ", dv_, "]");
+        detail::check_appended(where, k, v, kv_heads_, d_, dv_);
         const std::size_t length = lengths_[s], pages_needed = (length + n + page_size_ - 1) / page_size_;
         if (pages_needed - tables_[s].size() > max_pages_ - used_)
             detail::fail(where, ": ", n, " more tokens need ", pages_needed - tables_[s].size(), " more page(s), ", max_pages_ - used_,

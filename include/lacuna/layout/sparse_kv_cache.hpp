@@ -17,6 +17,7 @@
 #include "lacuna/core/dense.hpp"
 #include "lacuna/core/error.hpp"
 #include "lacuna/kernels/attention/decode.hpp"
+#include "lacuna/layout/kv_cache.hpp"
 
 namespace lacuna {
 
@@ -51,12 +52,7 @@ public:
     void append(tensor4_view<const T> k, tensor4_view<const T> v) {
         const char* where = "lacuna::sparse_kv_cache::append";
         const std::size_t n = k.extent(2);
-        if (k.extent(0) != 1 || k.extent(1) != kv_heads_ || k.extent(3) != d_)
-            detail::fail<shape_error>(where, ": k is [", k.extent(0), ", ", k.extent(1), ", ", n, ", ", k.extent(3),
-                                      "], expected [1, ", kv_heads_, ", n, ", d_, "]");
-        if (v.extent(0) != 1 || v.extent(1) != kv_heads_ || v.extent(2) != n || v.extent(3) != dv_)
-            detail::fail<shape_error>(where, ": v is [", v.extent(0), ", ", v.extent(1), ", ", v.extent(2), ", ", v.extent(3),
-                                      "], expected [1, ", kv_heads_, ", ", n, ", ", dv_, "]");
+        detail::check_appended(where, k, v, kv_heads_, d_, dv_);
         const std::size_t most = std::size_t(std::numeric_limits<std::uint32_t>::max());
         if (heads_[0].k_values.size() + (n + block) * keep_k_ >= most || heads_[0].v_values.size() + n * keep_v_ >= most)
             detail::fail(where, ": ", n, " more tokens would take a head past 2^32 stored values");

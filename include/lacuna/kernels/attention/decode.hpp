@@ -137,6 +137,21 @@ LACUNA_ALWAYS_INLINE void decode_score_rows(const float* qf, std::size_t rows, s
     for (; r < rows; ++r) decode_scores<Arch, 1>(qf, r, d, krow, keys, st, ld);
 }
 
+// Calls block(b, hk, r0, rows, j_begin, j_end, partials) for every block of up to decode_rows
+// query rows of tasks [task_begin, task_end): rows [r0, r0 + rows) of sequence b and KV head hk over
+// keys [j_begin, j_end), their partials written from `partials`.
+template <class T, class Block>
+void for_each_decode_block(const decode_args<T>& a, std::size_t task_begin, std::size_t task_end, Block&& block) noexcept {
+    const std::size_t rows = a.q_heads / a.kv_heads * a.lq;
+    for (std::size_t t = task_begin; t < task_end; ++t) {
+        const std::size_t split = t % a.splits, hk = t / a.splits % a.kv_heads, b = t / a.splits / a.kv_heads;
+        const std::size_t j_begin = std::min(a.lengths[b], split * a.split), j_end = std::min(a.lengths[b], j_begin + a.split);
+        float* partials = a.partials + t * rows * (a.dv + 2);
+        for (std::size_t r0 = 0; r0 < rows; r0 += decode_rows)
+            block(b, hk, r0, std::min(decode_rows, rows - r0), j_begin, j_end, partials);
+    }
+}
+
 // The start of rows [r0, r0 + rows) of task (b, hk): their queries scaled into s.qt, empty softmax
 // state and accumulator, and zeros in the score columns past the rows.
 template <class T>
@@ -227,16 +242,11 @@ void decode_block(const decode_args<T>& a, const flash_scratch& s, std::size_t b
 template <class Arch, class T>
 void flash_decode::operator()(Arch, const decode_args<T>* args, float* workspace, std::size_t task_begin,
                               std::size_t task_end) const noexcept {
-    const decode_args<T>& a = *args;
-    const detail::flash_scratch s(workspace, a.d, a.dv);
-    const std::size_t rows = a.q_heads / a.kv_heads * a.lq;
-    for (std::size_t t = task_begin; t < task_end; ++t) {
-        const std::size_t split = t % a.splits, hk = t / a.splits % a.kv_heads, b = t / a.splits / a.kv_heads;
-        const std::size_t j_begin = std::min(a.lengths[b], split * a.split), j_end = std::min(a.lengths[b], j_begin + a.split);
-        float* partials = a.partials + t * rows * (a.dv + 2);
-        for (std::size_t r0 = 0; r0 < rows; r0 += decode_rows)
-            detail::decode_block<Arch>(a, s, b, hk, r0, std::min(decode_rows, rows - r0), j_begin, j_end, partials);
-    }
+    const detail::flash_scratch s(workspace, args->d, args->dv);
+    detail::for_each_decode_block(*args, task_begin, task_end, [&](std::size_t b, std::size_t hk, std::size_t r0, std::size_t rows,
+                                                                   std::size_t j_begin, std::size_t j_end, float* partials) {
+        detail::decode_block<Arch>(*args, s, b, hk, r0, rows, j_begin, j_end, partials);
+    });
 }
 
 } // namespace lacuna::kernels

@@ -177,16 +177,11 @@ void sparse_decode_block(const decode_args<T>& a, const flash_scratch& s, std::s
 template <class Arch, class T>
 void sparse_decode::operator()(Arch, const decode_args<T>* args, float* workspace, std::size_t task_begin,
                                std::size_t task_end) const noexcept {
-    const decode_args<T>& a = *args;
-    const detail::flash_scratch s(workspace, a.d, a.dv);
-    const std::size_t rows = a.q_heads / a.kv_heads * a.lq;
-    for (std::size_t t = task_begin; t < task_end; ++t) {
-        const std::size_t split = t % a.splits, hk = t / a.splits % a.kv_heads;
-        const std::size_t j_begin = std::min(a.lengths[0], split * a.split), j_end = std::min(a.lengths[0], j_begin + a.split);
-        float* partials = a.partials + t * rows * (a.dv + 2);
-        for (std::size_t r0 = 0; r0 < rows; r0 += decode_rows)
-            detail::sparse_decode_block<Arch>(a, s, hk, r0, std::min(decode_rows, rows - r0), j_begin, j_end, partials);
-    }
+    const detail::flash_scratch s(workspace, args->d, args->dv);
+    detail::for_each_decode_block(*args, task_begin, task_end, [&](std::size_t, std::size_t hk, std::size_t r0, std::size_t rows,
+                                                                   std::size_t j_begin, std::size_t j_end, float* partials) {
+        detail::sparse_decode_block<Arch>(*args, s, hk, r0, rows, j_begin, j_end, partials);
+    });
 }
 
 } // namespace lacuna::kernels
