@@ -5,7 +5,7 @@
 // its tokens, three dense linear layers, SiLU, scatter-add), with the largest difference between
 // the two outputs.
 //
-//   moe_layer [tokens]      (default 512)
+//   moe_layer [tokens [experts]]      (default 512 tokens, 64 experts; experts a multiple of 8)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -72,7 +72,11 @@ void by_hand(matrix_view<const float> x, const moe::layer_weights<matrix_view<co
 
 int main(int argc, char** argv) {
     const std::size_t T = argc > 1 ? std::size_t(std::atol(argv[1])) : 512;
-    const std::size_t H = 1024, F = 512, E = 64;
+    const std::size_t E = argc > 2 ? std::size_t(std::atol(argv[2])) : 64, H = 1024, F = 512;
+    if (E == 0 || E % 8 != 0) {
+        std::fprintf(stderr, "moe_layer: the experts form 8 groups; give a positive multiple of 8\n");
+        return 2;
+    }
     std::mt19937 rng(42);
     const float scale = 1.f / std::sqrt(float(H));
     const auto x = random_values(rng, T * H, 1.f), router = random_values(rng, E * H, scale);
@@ -104,7 +108,7 @@ int main(int argc, char** argv) {
     const double lacuna_ms = best_ms([&] { r = moe::moe_layer(xv, w, matrix_view<float>(y, T, H), cfg); });
     const double hand_ms = best_ms([&] { by_hand(xv, w, cfg, matrix_view<float>(y_hand, T, H)); });
 
-    std::printf("MoE layer: %zu tokens, hidden %zu, %zu experts of FFN %zu (SwiGLU) + 1 shared, top-%zu of 4/8 groups\n", T, H,
+    std::printf("MoE layer: %zu tokens, hidden %zu, %zu experts of FFN %zu (SwiGLU) + 1 shared, top-%zu in 4 of 8 groups\n", T, H,
                 E, F, cfg.router.k);
     std::printf("tokens per expert:");
     for (std::size_t e = 0; e < E; ++e) std::printf("%s%d", e % 16 == 0 ? "\n  " : " ", r.tokens_per_expert[e]);
