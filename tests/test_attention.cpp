@@ -162,6 +162,55 @@ TEST_CASE("attention: a query that attends nothing gets zeros and logsumexp -inf
         for (float v : s.out) CHECK(v == 0.f);
         for (float v : s.lse) CHECK(v == neg_inf);
     }
+    SECTION("no keys, [B, L, H, D] strides: empty k and v have no data but nonzero head strides") {
+        // Found by fuzz_attention: the kernel offset the null data of k by a head stride (UB).
+        const std::vector<float> q(2 * 4 * 3, 1.f);
+        std::vector<float> out(q.size(), -1.f), lse(q.size(), 0.f);
+        const lacuna::tensor4_view<const float> none(static_cast<const float*>(nullptr), {2, 2, 0, 1}, {0, 1, 2, 1});
+        lacuna::attention_options o;
+        o.logsumexp = lse;
+        lacuna::attention(lacuna::tensor4_view<const float>(q.data(), {2, 4, 3, 1}), none, none,
+                          lacuna::tensor4_view<float>(out.data(), {2, 4, 3, 1}), o);
+        for (float v : out) CHECK(v == 0.f);
+        for (float v : lse) CHECK(v == neg_inf);
+    }
+}
+
+TEMPLATE_TEST_CASE("attention: NaN and inf at masked positions have no effect, kept ones propagate", "[attention]", float,
+                   lacuna::bfloat16) {
+    // Found by fuzz_attention: a masked key has weight 0, and 0 · NaN in its value row reached the
+    // output. Causal, so the last keys are masked for the first queries and kept by the last ones.
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    const problem p{2, 4, 2, 70, 90, 32, 24};
+    operands<TestType> x(rng, p);
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    for (std::size_t hk = 0; hk < p.kv_heads; ++hk) {
+        TestType* last_v = x.v.data() + (hk * p.lkv + p.lkv - 1) * p.dv; // batch 0, the last key
+        last_v[0] = TestType(nan), last_v[3] = TestType(inf), last_v[20] = TestType(-inf);
+        x.k[(hk * p.lkv + p.lkv - 2) * p.d + 5] = TestType(nan); // batch 0, the key before it
+    }
+    lacuna::attention_options o;
+    o.causal = true;
+    const result got = run_attention(x, o), want = run_reference(x, o);
+    CHECK(rel_error(got.out, want.out) <= 5e-6);
+    // The queries of batch 0 that see the poisoned keys are NaN, the others finite.
+    std::size_t nan_rows = 0;
+    for (std::size_t r = 0; r < p.batch * p.q_heads * p.lq; ++r) nan_rows += std::isnan(got.out[r * p.dv + 1]);
+    CHECK(nan_rows == p.q_heads * 2);
+
+    SECTION("flex_attention: a mask_mod that drops the poisoned keys") {
+        const auto drop = [&](std::size_t, std::size_t, std::size_t, std::size_t kv) { return kv + 2 < p.lkv; };
+        const auto mask = lacuna::create_block_mask(drop, 1, 1, p.lq, p.lkv, 64, 64);
+        std::vector<float> out(x.out_size()), ref(x.out_size());
+        lacuna::flex_attention(x.qv(), x.kv(), x.vv(), mask, x.out_view(out), drop);
+        const double scale = 1.0 / std::sqrt(double(p.d));
+        lacuna::ref::attention(x.qv(), x.kv(), x.vv(), x.out_view(ref), [&](std::size_t, std::size_t, std::size_t, std::size_t j, double dot) {
+            return j + 2 < p.lkv ? scale * dot : -std::numeric_limits<double>::infinity();
+        });
+        CHECK(rel_error(out, ref) <= 5e-6);
+        for (float e : out) CHECK(std::isfinite(e));
+    }
 }
 
 TEST_CASE("attention: logits near 1e4 stay exact, NaN propagates", "[attention]") {

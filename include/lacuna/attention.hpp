@@ -164,11 +164,12 @@ template <class T, class KeysOf> void run_attention(const kernels::attention_arg
 /// Shapes: q [B, Hq, Lq, D], k [B, Hkv, Lkv, D], v [B, Hkv, Lkv, Dv], out [B, Hq, Lq, Dv], strided
 /// views whose last dimension is contiguous; Hq a multiple of Hkv (GQA; Hkv = 1 is MQA). q, k and v are
 /// float or bfloat16, out float; accumulation in float. A query that attends nothing (everything
-/// masked) gets zeros, never NaN; a NaN among the kept inputs makes its output NaN.
+/// masked) gets zeros, never NaN; a NaN among the kept inputs makes its output NaN, while NaN or inf
+/// in the keys and values of masked positions (padding, say) has no effect.
 ///
 /// Cost: 2·Lq·Lkv·(D + Dv) FLOPs per head times the kept fraction (tiles of 64 × 64 that the causal
-/// mask removes are never touched); scratch of (D + Dv + 68)·64 floats per thread (plus 64·(D + Dv)
-/// for bfloat16), never proportional to Lq·Lkv. Tasks of 64 queries of one head are split over
+/// mask removes are never touched); scratch of (D + 2·Dv + 68)·64 floats per thread (plus 64·D for
+/// bfloat16), never proportional to Lq·Lkv. Tasks of 64 queries of one head are split over
 /// threads by the keys they visit; each output is computed by one thread in a fixed order, so results
 /// do not depend on the thread count.
 ///
@@ -322,14 +323,14 @@ void masked_attention(tensor4_view<const T> q, tensor4_view<const T> k, tensor4_
         std::vector<std::size_t> keys(a.lkv);
         for (std::size_t r = bounds[part]; r < bounds[part + 1]; ++r) {
             const std::size_t i = r % a.lq, h = r / a.lq % a.q_heads, b = r / a.lq / a.q_heads, hk = h / group;
-            const T* qi = a.q + a.qs.at(b, h) + i * a.qs.l;
+            const T* qi = a.qs.head(a.q, b, h) + i * a.qs.l;
             std::size_t n = 0;
             mask.for_each_in_row(i, [&](std::size_t j, auto) {
-                const T* kj = a.k + a.ks.at(b, hk) + j * a.ks.l;
+                const T* kj = a.ks.head(a.k, b, hk) + j * a.ks.l;
                 scores[n] = scale * lacuna::dot(std::span<const T>(qi, a.d), std::span<const T>(kj, a.d));
                 keys[n++] = j;
             });
-            float* o = a.out + a.os.at(b, h) + i * a.os.l;
+            float* o = a.os.head(a.out, b, h) + i * a.os.l;
             std::fill(o, o + a.dv, 0.f);
             float lse = -std::numeric_limits<float>::infinity();
             if (n != 0) {
@@ -340,7 +341,7 @@ void masked_attention(tensor4_view<const T> q, tensor4_view<const T> k, tensor4_
                 const float sum = lacuna::reduce_sum(s);
                 lse = m + std::log(sum);
                 for (std::size_t e = 0; e < n; ++e) {
-                    const T* vj = a.v + a.vs.at(b, hk) + keys[e] * a.vs.l;
+                    const T* vj = a.vs.head(a.v, b, hk) + keys[e] * a.vs.l;
                     if constexpr (std::is_same_v<T, float>) {
                         lacuna::axpy(s[e] / sum, std::span<const float>(vj, a.dv), std::span<float>(o, a.dv));
                     } else {

@@ -160,7 +160,7 @@ void decode_begin(const decode_args<T>& a, const flash_scratch& s, std::size_t b
     const std::size_t group = a.q_heads / a.kv_heads;
     for (std::size_t r = 0; r < rows; ++r) {
         const std::size_t h = hk * group + (r0 + r) / a.lq, t = (r0 + r) % a.lq;
-        const T* q = a.q + a.qs.at(b, h) + t * a.qs.l;
+        const T* q = a.qs.head(a.q, b, h) + t * a.qs.l;
         for (std::size_t c = 0; c < a.d; ++c) s.qt[r * a.d + c] = a.scale * float(q[c]);
     }
     for (std::size_t c = 0; c < decode_rows; ++c) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -25,6 +26,8 @@ namespace lacuna::kernels {
 struct head_strides {
     std::size_t b = 0, h = 0, l = 0;
     std::size_t at(std::size_t bi, std::size_t hi) const noexcept { return bi * b + hi * h; }
+    /// The first element of head (bi, hi) of base; an empty tensor (null data, as for Lkv = 0) stays null.
+    template <class T> T* head(T* base, std::size_t bi, std::size_t hi) const noexcept { return base ? base + at(bi, hi) : base; }
 };
 
 /// A tile of scaled scores handed to a score_hook: st[j · ldst + c] is the score of query i0 + c and
@@ -96,7 +99,8 @@ template <class T> std::size_t attention_tasks(const attention_args<T>& a) noexc
 /// block's output accumulator and softmax state, and (bfloat16) one tile of keys and values widened.
 template <class T> std::size_t attention_workspace(const attention_args<T>& a) noexcept {
     constexpr std::size_t bq = attention_query_block, bk = attention_key_block;
-    const std::size_t staged = std::is_same_v<T, float> ? 0 : bk * (a.d + a.dv);
+    // Value rows of one key block (bfloat16 widened, or masked rows cleaned), and bfloat16 key rows.
+    const std::size_t staged = bk * a.dv + (std::is_same_v<T, float> ? 0 : bk * a.d);
     return (a.d + 1) * bq + bk * bq + bq * a.dv + 3 * bq + staged;
 }
 
@@ -133,10 +137,61 @@ struct flash_scratch {
         m = o + bq * dv;
         l = m + bq;
         alpha = l + bq;
-        kf = alpha + bq;
-        vf = kf + bk * d;
+        vf = alpha + bq;
+        kf = vf + bk * dv; // bfloat16 only
     }
 };
+
+// Whether x[0, n) is all finite: x − x is 0 for finite values and NaN for NaN and ±inf.
+template <class Arch> LACUNA_ALWAYS_INLINE bool all_finite(const float* x, std::size_t n) noexcept {
+    using V = typename flash_shape<Arch>::V;
+    constexpr std::size_t w = simd::width<V>;
+    V acc(0.f);
+    std::size_t i = 0;
+    for (; i + w <= n; i += w) {
+        const V v = simd::load<V>(x + i);
+        acc = acc + (v - v);
+    }
+    float rest = 0.f;
+    for (; i < n; ++i) rest += x[i] - x[i];
+    return !simd::any(simd::is_nan(acc)) && rest == 0.f;
+}
+
+// A masked key gets weight exactly 0, but 0 · NaN (or inf) in its value row would still reach the
+// output: masked keys must contribute nothing, as the reference has it (padding in a cache may hold
+// anything). So in a tile with masked keys, value rows that are not all finite go through `staging`
+// with their NaN and inf set to 0 (the tile's rows are copied there, unless they already are), and
+// add_nonfinite_values then adds those elements for the queries that do keep the key. Returns the
+// bit set of such rows (keys <= 64); finite tiles cost one pass over the rows.
+template <class Arch, class VRow>
+std::uint64_t stage_finite_values(std::size_t keys, std::size_t dv, const VRow& vrow, float* staging) noexcept {
+    static_assert(attention_key_block <= 64, "one bit per key of a tile");
+    std::uint64_t bad = 0;
+    for (std::size_t j = 0; j < keys; ++j)
+        if (!all_finite<Arch>(vrow(j), dv)) bad |= std::uint64_t(1) << j;
+    if (bad == 0) return 0;
+    for (std::size_t j = 0; j < keys; ++j) {
+        float* row = staging + j * dv;
+        if (vrow(j) != row) std::copy(vrow(j), vrow(j) + dv, row);
+        if (bad >> j & 1)
+            for (std::size_t e = 0; e < dv; ++e) row[e] = std::isfinite(row[e]) ? row[e] : 0.f;
+    }
+    return bad;
+}
+
+// The NaN and inf elements stage_finite_values held back, for the queries whose weight is not 0;
+// value(j, e) is the element as the input has it.
+template <class Value>
+void add_nonfinite_values(const flash_scratch& s, std::size_t rows, std::size_t dv, std::uint64_t bad, std::size_t ld,
+                          const Value& value) noexcept {
+    for (; bad != 0; bad &= bad - 1) {
+        const auto j = std::size_t(std::countr_zero(bad));
+        for (std::size_t c = 0; c < rows; ++c)
+            if (const float p = s.st[j * ld + c]; p != 0.f)
+                for (std::size_t e = 0; e < dv; ++e)
+                    if (const float x = value(j, e); !std::isfinite(x)) s.o[c * dv + e] += p * x;
+    }
+}
 
 // st[r][c] = Σ_d krow[r][d] · qt[d][c] for R keys and the bq queries of the block.
 template <class Arch, std::size_t R>
@@ -321,9 +376,9 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
     using S = flash_shape<Arch>;
     constexpr std::size_t bk = attention_key_block;
     const std::size_t hk = h / (a.q_heads / a.kv_heads);
-    const T* q = a.q + a.qs.at(bi, h) + i0 * a.qs.l;
-    const T* k = a.k + a.ks.at(bi, hk);
-    const T* v = a.v + a.vs.at(bi, hk);
+    const T* q = a.qs.head(a.q, bi, h) + i0 * a.qs.l;
+    const T* k = a.ks.head(a.k, bi, hk);
+    const T* v = a.vs.head(a.v, bi, hk);
 
     // bfloat16 on a CPU with vdpbf16ps: scores from the bfloat16 values themselves.
     bool pairs = false;
@@ -401,13 +456,21 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
         if (a.hook.fn) a.hook.fn(a.hook.context, scores_view{s.st, S::bq, bi, h, i0, n, j0, keys, full});
         online_softmax<Arch>(s, keys, S::bq, S::bq);
 
+        std::uint64_t nonfinite = 0;
+        if (crosses_diagonal || a.additive_mask || a.boolean_mask || (a.hook.fn && !full)) {
+            nonfinite = stage_finite_values<Arch>(keys, a.dv, [&](std::size_t jj) { return vt + jj * ldv; }, s.vf);
+            if (nonfinite) vt = s.vf, ldv = a.dv;
+        }
         add_values<Arch>(s, n, a.dv, keys, S::bq, [&](std::size_t jj) { return vt + jj * ldv; });
+        if (nonfinite)
+            add_nonfinite_values(s, n, a.dv, nonfinite, S::bq,
+                                 [&](std::size_t jj, std::size_t e) { return float(v[(j0 + jj) * a.vs.l + e]); });
     }
     });
 
     // out = accumulator / sum; a query with nothing kept gets zeros and logsumexp -inf.
     for (std::size_t c = 0; c < n; ++c) {
-        float* out = a.out + a.os.at(bi, h) + (i0 + c) * a.os.l;
+        float* out = a.os.head(a.out, bi, h) + (i0 + c) * a.os.l;
         const float l = s.l[c];
         const float inv = 1.f / l;
         for (std::size_t e = 0; e < a.dv; ++e) out[e] = l == 0.f ? 0.f : s.o[c * a.dv + e] * inv;
