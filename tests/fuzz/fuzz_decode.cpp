@@ -15,18 +15,15 @@
 
 #include "lacuna/attention.hpp"
 #include "lacuna/reference/attention.hpp"
+#include "support/fuzz.hpp"
 
 namespace {
 
-void check(bool ok) {
-    if (!ok) __builtin_trap();
-}
+using lacuna::fuzz::check;
 
 float value(FuzzedDataProvider& in) {
     if (!in.ConsumeBool()) return float(in.ConsumeIntegralInRange<int>(-32, 32)) / 16.f;
-    std::uint32_t bits = in.ConsumeIntegral<std::uint32_t>();
-    float x;
-    std::memcpy(&x, &bits, sizeof x);
+    const float x = lacuna::fuzz::any_float(in);
     // Scores of large finite values are exact only to float rounding of their size, which moves the
     // probabilities past any fixed tolerance: keep them within ±4, but let NaN and inf through.
     return std::isfinite(x) ? std::clamp(x, -4.f, 4.f) : x;
@@ -50,6 +47,7 @@ bool close(const std::vector<float>& a, const std::vector<float>& b, double tole
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     FuzzedDataProvider in(data, size);
+    lacuna::fuzz::pick_arch_and_threads(in);
     const std::size_t hk = in.ConsumeIntegralInRange<std::size_t>(1, 3), group = in.ConsumeIntegralInRange<std::size_t>(1, 4);
     const std::size_t hq = hk * group, lq = in.ConsumeIntegralInRange<std::size_t>(1, 3);
     const std::size_t d = in.ConsumeIntegralInRange<std::size_t>(1, 40), dv = in.ConsumeIntegralInRange<std::size_t>(1, 70);
@@ -59,13 +57,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::size_t chunk = in.ConsumeIntegralInRange<std::size_t>(1, 200);
 
     std::vector<float> q(hq * lq * d), k(hk * length * d), v(hk * length * dv);
-    // Values drawn for a prefix, the rest repeating it: long caches without long inputs.
-    const std::size_t drawn = std::min<std::size_t>(256, q.size() + k.size() + v.size());
-    std::vector<float> pool(drawn);
+    // A short pool of drawn values spread over the arrays: long caches from short inputs.
+    std::vector<float> pool(in.ConsumeIntegralInRange<std::size_t>(1, 32));
     for (float& x : pool) x = value(in);
+    const std::uint64_t seed = in.ConsumeIntegral<std::uint64_t>();
     std::size_t next = 0;
     for (auto* a : {&q, &k, &v})
-        for (float& x : *a) x = pool.empty() ? 0.f : pool[next++ % pool.size()];
+        for (float& x : *a) x = pool[lacuna::fuzz::mix(seed + next++) % pool.size()];
 
     if (keep_k > d) {
         try {

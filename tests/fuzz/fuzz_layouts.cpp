@@ -14,6 +14,7 @@
 #include "lacuna/interop/scipy_bsr.hpp"
 #include "lacuna/interop/tile_bitmaps.hpp"
 #include "lacuna/layouts.hpp"
+#include "support/fuzz.hpp"
 
 namespace {
 
@@ -40,8 +41,7 @@ template <class Index> std::vector<Index> pointers(FuzzedDataProvider& in, std::
 std::vector<float> floats(FuzzedDataProvider& in, std::size_t n) {
     std::vector<float> v(n);
     for (auto& x : v) {
-        std::uint32_t bits = in.ConsumeIntegral<std::uint32_t>();
-        std::memcpy(&x, &bits, sizeof x); // any pattern: NaN, inf, subnormal
+        x = lacuna::fuzz::any_float(in); // any pattern: NaN, inf, subnormal
     }
     return v;
 }
@@ -57,14 +57,14 @@ bool same_values(const std::vector<float>& a, const std::vector<float>& b) {
 // What every built layout must satisfy.
 template <class Layout> void exercise(const Layout& m) {
     std::vector<float> dense = m.to_dense();
-    if (dense.size() != m.rows() * m.cols()) __builtin_trap();
+    lacuna::fuzz::check(dense.size() == m.rows() * m.cols());
     (void)m.density();
     (void)m.bytes();
     auto csr = lacuna::convert_to<lacuna::csr<float, std::int64_t>>(m);
     // convert_to drops stored zeros, which leaves the dense matrix as it was.
-    if (!same_values(csr.to_dense(), dense)) __builtin_trap();
+    lacuna::fuzz::check(same_values(csr.to_dense(), dense));
     auto again = lacuna::csr<float>::from_dense(lacuna::matrix_view<const float>(dense, m.rows(), m.cols()));
-    if (!same_values(again.to_dense(), dense)) __builtin_trap();
+    lacuna::fuzz::check(same_values(again.to_dense(), dense));
 }
 
 template <class Build> void expect_valid_or_rejected(Build&& build) {

@@ -16,21 +16,17 @@
 
 #include "lacuna/moe.hpp"
 #include "lacuna/reference/moe.hpp"
+#include "support/fuzz.hpp"
 
 namespace {
 
 namespace moe = lacuna::moe;
 
-void check(bool ok) {
-    if (!ok) __builtin_trap();
-}
+using lacuna::fuzz::check;
 
 float value(FuzzedDataProvider& in) {
     if (in.ConsumeBool()) return float(in.ConsumeIntegralInRange<int>(-64, 64)) / 8.f; // ties are common
-    std::uint32_t bits = in.ConsumeIntegral<std::uint32_t>();
-    float x;
-    std::memcpy(&x, &bits, sizeof x); // any pattern: NaN, inf, subnormal
-    return x;
+    return lacuna::fuzz::any_float(in); // any pattern: NaN, inf, subnormal
 }
 
 // A bias or scaling factor: within ±1e6 (weights and keys of FLT_MAX's size are not a use), or now
@@ -122,6 +118,7 @@ void check_dispatch(const moe::routing& r, const moe::plan_options& opts, const 
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     FuzzedDataProvider in(data, size);
+    lacuna::fuzz::pick_arch_and_threads(in);
     const std::size_t T = in.ConsumeIntegralInRange<std::size_t>(0, 24), E = in.ConsumeIntegralInRange<std::size_t>(0, 24);
     moe::router_config cfg;
     cfg.k = in.ConsumeIntegralInRange<std::size_t>(0, E + 1);

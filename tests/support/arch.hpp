@@ -10,10 +10,12 @@
 
 namespace lacuna::test {
 
-/// The archs a test runs under: the one LACUNA_ARCH names when set (ctest runs the suite once per
-/// arch that way), else every arch this program and CPU can run.
+/// The archs a test runs under: the active one when LACUNA_ARCH names it (ctest runs the suite once
+/// per arch that way) or LACUNA_TEST_ACTIVE_ARCH_ONLY is set (the ThreadSanitizer lane), else every
+/// arch this program and CPU can run.
 inline std::vector<arch> archs_under_test() {
-    if (const char* env = std::getenv("LACUNA_ARCH"); env && *env) return {detail::initial_arch()};
+    const char* only = std::getenv("LACUNA_ARCH");
+    if ((only && *only) || std::getenv("LACUNA_TEST_ACTIVE_ARCH_ONLY")) return {active_arch()};
     return available_archs();
 }
 
