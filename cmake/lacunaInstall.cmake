@@ -19,3 +19,10 @@ install(FILES
   cmake/lacunaDependencies.cmake
   cmake/lacunaDispatch.cmake
   DESTINATION "${LACUNA_INSTALL_CMAKEDIR}")
+
+# pkg-config, for Make and Meson users: the include path and xsimd's (header-only, so no Libs). The
+# prefix is found from the file's own place, so that the install can move (cmake --install --prefix).
+file(RELATIVE_PATH LACUNA_PC_TO_PREFIX "/prefix/${CMAKE_INSTALL_DATADIR}/pkgconfig" "/prefix")
+string(REGEX REPLACE "/$" "" LACUNA_PC_TO_PREFIX "${LACUNA_PC_TO_PREFIX}")
+configure_file(cmake/lacuna.pc.in "${PROJECT_BINARY_DIR}/lacuna.pc" @ONLY)
+install(FILES "${PROJECT_BINARY_DIR}/lacuna.pc" DESTINATION "${CMAKE_INSTALL_DATADIR}/pkgconfig")
