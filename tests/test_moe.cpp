@@ -135,6 +135,36 @@ TEST_CASE("route: grouped top-k picks on biased scores and weighs with unbiased 
     cfg.correction_bias = {};
     CHECK(route_rows(logits, 8, cfg).topk_ids == ids{1, 7});
 }
+TEST_CASE("route: renormalised weights of scores too small for a float still split right", "[moe][route]") {
+    // Found by fuzz_moe: sigmoid(-512) is 0 in float, and the renormalised weight of a lone chosen
+    // expert came out 0 instead of 1. Two such experts split their weight as e^(l1 - l2).
+    LACUNA_FOR_EACH_ARCH();
+    moe::router_config cfg;
+    cfg.k = 2;
+    cfg.renormalize = true;
+    const double split = 1 / (1 + std::exp(-1.0)); // e^-200 / (e^-200 + e^-201)
+    SECTION("sigmoid") {
+        cfg.scoring = moe::scoring::sigmoid;
+        // sigmoid(-90) and sigmoid(-100) are subnormal floats (a ratio good to 2% only); the second
+        // token's scores are all 0 in float.
+        const std::vector<float> logits{-90.f, -100.f, -200.f, -201.f, -200.f, -201.f, -300.f, -400.f};
+        const moe::routing r = moe::route(matrix_view<const float>(logits.data(), 2, 4), cfg);
+        CHECK(r.topk_ids == ids{0, 1, 0, 1});
+        CHECK(r.topk_weights[1] == Approx(std::exp(-10.0) / (1 + std::exp(-10.0))).epsilon(1e-5));
+        CHECK(r.topk_weights[2] == Approx(split).epsilon(1e-6));
+        CHECK(r.topk_weights[3] == Approx(1 - split).epsilon(1e-6));
+    }
+    SECTION("softmax, with a bias that picks experts whose probabilities underflow") {
+        const std::vector<float> bias{-10.f, 0.f, 0.f, 0.f};
+        cfg.correction_bias = bias;
+        const std::vector<float> logits{0.f, -200.f, -201.f, -400.f};
+        const moe::routing r = moe::route(matrix_view<const float>(logits.data(), 1, 4), cfg);
+        CHECK(r.topk_ids == ids{1, 2});
+        CHECK(r.topk_weights[0] == Approx(split).epsilon(1e-6));
+        CHECK(r.topk_weights[1] == Approx(1 - split).epsilon(1e-6));
+    }
+}
+
 
 TEST_CASE("route matches the reference on random logits", "[moe][route]") {
     LACUNA_FOR_EACH_ARCH();

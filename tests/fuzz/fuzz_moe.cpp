@@ -48,8 +48,8 @@ double slack(double key) { return 4e-6 * std::max(1.0, std::abs(key)); }
 // The routing of token t is a top-k the reference's scores allow: the chosen groups and experts are
 // at least as good as every one left out, up to rounding, in non-increasing order, and the weights
 // are the reference's for the chosen experts.
-void check_token(const lacuna::ref::routed_token& ref, const moe::router_config& cfg, std::size_t E, const std::int32_t* ids,
-                 const float* weights) {
+void check_token(const lacuna::ref::routed_token& ref, const float* logits, const moe::router_config& cfg, std::size_t E,
+                 const std::int32_t* ids, const float* weights) {
     const std::size_t size = E / cfg.n_group;
     std::vector<char> chosen(E, 0), group_used(cfg.n_group, 0);
     for (std::size_t j = 0; j < cfg.k; ++j) {
@@ -78,10 +78,9 @@ void check_token(const lacuna::ref::routed_token& ref, const moe::router_config&
         if (chosen[e]) worst_chosen = std::min(worst_chosen, ref.key[e]);
     for (std::size_t e = 0; e < E; ++e)
         if (!chosen[e] && candidate[e]) check(ref.key[e] <= worst_chosen + slack(worst_chosen) + slack(ref.key[e]));
-    double total = 0;
-    for (std::size_t j = 0; j < cfg.k; ++j) total += ref.score[std::size_t(ids[j])];
+    const std::vector<double> renormalized = lacuna::ref::renormalized_weights(logits, ids, cfg.k, cfg.scoring);
     for (std::size_t j = 0; j < cfg.k; ++j) {
-        const double want = ref.score[std::size_t(ids[j])] / (cfg.renormalize && total > 0 ? total : 1.0) * cfg.routed_scaling_factor;
+        const double want = (cfg.renormalize ? renormalized[j] : ref.score[std::size_t(ids[j])]) * cfg.routed_scaling_factor;
         check(std::abs(double(weights[j]) - want) <= 1e-5 * std::max(1.0, std::abs(want)) * std::max(1.0, std::abs(double(cfg.routed_scaling_factor))));
     }
 }
@@ -162,7 +161,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(!invalid);
     if (cfg.n_group <= 1) cfg.topk_group = 1, cfg.n_group = 1;
     for (std::size_t t = 0; t < T; ++t)
-        check_token(lacuna::ref::route_token(&logits[t * E], E, cfg), cfg, E, &r.topk_ids[t * cfg.k], &r.topk_weights[t * cfg.k]);
+        check_token(lacuna::ref::route_token(&logits[t * E], E, cfg), &logits[t * E], cfg, E, &r.topk_ids[t * cfg.k], &r.topk_weights[t * cfg.k]);
 
     moe::plan_options opts;
     opts.capacity_factor = in.ConsumeBool() ? 0.0 : double(in.ConsumeIntegralInRange<int>(1, 12)) / 4.0;

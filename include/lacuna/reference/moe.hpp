@@ -25,6 +25,24 @@ struct routed_token {
     double lse = 0;                        // logsumexp of the logits
 };
 
+/// The renormalised weights of the chosen experts, in double and in log space: exp(log score − the
+/// largest) / Σ, with log score = the logit for softmax and log sigmoid(l) = min(l, 0) − log1p(e^−|l|)
+/// for sigmoid, so that scores too small for any float still split their weight right. All 0 when
+/// every chosen score is 0 (logits of -inf).
+inline std::vector<double> renormalized_weights(const float* logits, const std::int32_t* ids, std::size_t k, moe::scoring scoring) {
+    std::vector<double> w(k);
+    double top = -INFINITY;
+    for (std::size_t j = 0; j < k; ++j) {
+        const double l = logits[ids[j]];
+        w[j] = scoring == moe::scoring::softmax ? l : std::min(l, 0.0) - std::log1p(std::exp(-std::abs(l)));
+        top = std::max(top, w[j]);
+    }
+    double sum = 0;
+    for (double& x : w) sum += x = top == -INFINITY ? 0.0 : std::exp(x - top);
+    for (double& x : w) x = sum > 0 ? x / sum : 0.0;
+    return w;
+}
+
 /// moe::route for one token's logits (E of them), in double.
 inline routed_token route_token(const float* logits, std::size_t E, const moe::router_config& cfg) {
     routed_token r;
@@ -60,10 +78,11 @@ inline routed_token route_token(const float* logits, std::size_t E, const moe::r
         if (candidate[e]) order.push_back(std::int32_t(e));
     std::stable_sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) { return r.key[std::size_t(a)] > r.key[std::size_t(b)]; });
     r.ids.assign(order.begin(), order.begin() + std::ptrdiff_t(cfg.k));
-    double total = 0;
-    for (std::int32_t e : r.ids) total += r.score[std::size_t(e)];
-    for (std::int32_t e : r.ids)
-        r.weights.push_back(r.score[std::size_t(e)] / (cfg.renormalize && total > 0 ? total : 1.0) * cfg.routed_scaling_factor);
+    if (cfg.renormalize)
+        r.weights = renormalized_weights(logits, r.ids.data(), cfg.k, cfg.scoring);
+    else
+        for (std::int32_t e : r.ids) r.weights.push_back(r.score[std::size_t(e)]);
+    for (double& w : r.weights) w *= cfg.routed_scaling_factor;
     return r;
 }
 

@@ -112,6 +112,28 @@ template <class V> LACUNA_ALWAYS_INLINE float top2_sum(const float* keys, std::s
     return first + (simd::reduce_add(ties) >= 2.f ? first : simd::reduce_max(rest));
 }
 
+
+// Renormalised weights of the k chosen experts from their logits, for when a chosen score is below
+// FLT_MIN and the float ratio has lost its precision (sigmoid(-104) is 0 in float, yet two such
+// experts still split their weight as e^(l1 − l2)): w = exp(log score − the largest) / Σ, with
+// log score = the logit for softmax (the common logsumexp cancels) and log sigmoid(l) =
+// min(l, 0) − log1p(e^−|l|). All weights stay 0 when every chosen score is exactly 0 (-inf logits).
+inline void renormalize_from_logits(moe::scoring scoring, const float* logit, const std::int32_t* ids, float* weights,
+                                    std::size_t k) noexcept {
+    float top = -std::numeric_limits<float>::infinity();
+    for (std::size_t j = 0; j < k; ++j) {
+        const float l = logit[ids[j]];
+        weights[j] = scoring == moe::scoring::softmax ? l : std::min(l, 0.f) - std::log1p(std::exp(-std::abs(l)));
+        top = std::max(top, weights[j]);
+    }
+    if (top == -std::numeric_limits<float>::infinity()) {
+        std::fill(weights, weights + k, 0.f);
+        return;
+    }
+    float sum = 0.f;
+    for (std::size_t j = 0; j < k; ++j) sum += weights[j] = std::exp(weights[j] - top);
+    for (std::size_t j = 0; j < k; ++j) weights[j] /= sum;
+}
 } // namespace detail
 
 template <class Arch>
@@ -201,16 +223,20 @@ void route_topk::operator()(Arch, const router_args* args, float* workspace, std
                 if (group_kept[g] == 0.f)
                     for (std::size_t e = g * group_size; e < (g + 1) * group_size; ++e) key[e] = neg_inf;
         }
-        float sum = 0.f;
+        float sum = 0.f, smallest = std::numeric_limits<float>::infinity();
         for (std::size_t j = 0; j < a.k; ++j) {
             const std::size_t e = detail::arg_max<V>(key, padded);
             detail::take<V>(key, e);
             ids[j] = std::int32_t(e);
             weights[j] = score[e];
             sum += score[e];
+            smallest = std::min(smallest, score[e]);
         }
-        const bool renormalize = a.renormalize && sum > 0.f; // all-zero weights stay zero
-        for (std::size_t j = 0; j < a.k; ++j) weights[j] = (renormalize ? weights[j] / sum : weights[j]) * a.scaling;
+        if (a.renormalize && smallest < std::numeric_limits<float>::min())
+            detail::renormalize_from_logits(a.scoring, logit, ids, weights, a.k);
+        else if (a.renormalize)
+            for (std::size_t j = 0; j < a.k; ++j) weights[j] /= sum;
+        for (std::size_t j = 0; j < a.k; ++j) weights[j] *= a.scaling;
         if (a.stats) {
             double* block = a.stats + t / router_block * (E + 1);
             double norm = 1.0;
