@@ -449,8 +449,8 @@ void run_decode(const kernels::attention_args<T>& checked, const decode_options&
 /// the last Lq positions (see decode_options::causal). Same semantics as attention() with causal
 /// set, computed for few queries and many keys: each key row is read once for all Hq/Hkv query heads
 /// that share it, and ranges of 1024 keys are spread over threads, their partial softmax states
-/// merged in a fixed order (results do not depend on the thread count). Scratch: as attention()
-/// per thread, plus (Dv + 2) floats per query per 1024 keys. Throws as attention(), and shape_error
+/// merged in a fixed order (results do not depend on the thread count). Scratch: as attention() for
+/// bfloat16 per thread, plus (Dv + 2) floats per query per 1024 keys. Throws as attention(), and shape_error
 /// if causal and Lq > L.
 template <attention_value T>
 void decode_attention(tensor4_view<const T> q, tensor4_view<const T> k, tensor4_view<const T> v, tensor4_view<float> out,
