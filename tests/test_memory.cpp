@@ -10,7 +10,14 @@
 
 #include "lacuna/attention.hpp"
 #include "lacuna/core/parallel.hpp"
+#include "lacuna/layout/bitmap.hpp"
+#include "lacuna/layout/csr.hpp"
+#include "lacuna/layout/prune.hpp"
+#include "lacuna/linear.hpp"
 #include "lacuna/masks.hpp"
+#include "lacuna/moe.hpp"
+#include "lacuna/sddmm.hpp"
+#include "lacuna/spmm.hpp"
 #include "support/catch.hpp"
 #include "support/random.hpp"
 
@@ -42,13 +49,26 @@ void release(void* p) noexcept {
     std::free(q - alignment);
 }
 
-// Peak bytes allocated by call() beyond what was live when it started.
+// Peak bytes allocated by call() beyond what was live when it started, the largest over 1 and 2 threads.
 template <class Call> std::size_t peak_extra(Call&& call) {
     const std::size_t before = live.load();
     peak.store(before);
     call();
     return peak.load() - before;
 }
+
+template <class Call> std::size_t peak_extra_any_threads(Call&& call) {
+    std::size_t most = 0;
+    for (int threads : {1, 2}) {
+        lacuna::set_num_threads(threads);
+        most = std::max(most, peak_extra(call));
+    }
+    lacuna::set_num_threads(0);
+    return most;
+}
+
+// What an entry point that "allocates nothing" may still take: its split of rows over the threads.
+constexpr std::size_t bookkeeping = 1024;
 
 } // namespace
 
@@ -133,4 +153,90 @@ TEST_CASE("decode over a 65536-token cache: attention's bfloat16 scratch plus (D
         CHECK(used <= attention_bound(d, d, std::size_t(threads), splits * kv_heads, true) + q_heads * splits * (d + 2) * sizeof(float));
     }
     lacuna::set_num_threads(0);
+}
+
+TEST_CASE("the products allocate nothing but what their documentation states", "[memory]") {
+    auto rng = lacuna::test::make_rng();
+    const std::size_t m = 1024, k = 768, n = 64;
+    const auto dense = lacuna::test::random_vector(rng, m * k);
+    const lacuna::matrix_view<const float> dense_view(dense, m, k);
+    const auto a = lacuna::csr<float>::from_dense(dense_view, lacuna::prune::top_fraction(0.1));
+    const auto bits = lacuna::bitmap<float>::from_dense(dense_view, lacuna::prune::top_fraction(0.3));
+    const auto b = lacuna::test::random_vector(rng, k * n), x = lacuna::test::random_vector(rng, 96 * m);
+    std::vector<float> c(m * n), y(m), dx(96 * k);
+    const lacuna::matrix_view<const float> b_rows(b, k, n);
+    // Row-major float B: no allocation; column-major B is first copied to row-major (k · n floats).
+    CHECK(peak_extra_any_threads([&] { lacuna::spmm(a, b_rows, lacuna::matrix_view<float>(c, m, n)); }) <= bookkeeping);
+    CHECK(peak_extra_any_threads([&] { lacuna::spmm(bits, b_rows, lacuna::matrix_view<float>(c, m, n)); }) <= bookkeeping);
+    const lacuna::matrix_view<const float, lacuna::order::col_major> b_cols(b.data(), k, n);
+    CHECK(peak_extra_any_threads([&] { lacuna::spmm(a, b_cols, lacuna::matrix_view<float>(c, m, n)); }) <=
+          k * n * sizeof(float) + 64 + bookkeeping);
+    CHECK(peak_extra_any_threads([&] { lacuna::spmv(a, std::span<const float>(b).first(k), std::span<float>(y)); }) <= bookkeeping);
+    CHECK(peak_extra_any_threads([&] {
+              lacuna::spmm(lacuna::matrix_view<const float>(x, 96, m), a, lacuna::matrix_view<float>(dx, 96, k));
+          }) <= bookkeeping);
+    // sddmm: none, into the mask's copy.
+    auto sampled = a;
+    CHECK(peak_extra_any_threads([&] {
+              lacuna::sddmm(lacuna::matrix_view<const float>(x, m, 64), lacuna::matrix_view<const float>(b, k, 64), a, sampled);
+          }) <= bookkeeping);
+}
+
+TEST_CASE("linear: nothing for up to 4 tokens, (in + out) x T floats for more", "[memory]") {
+    auto rng = lacuna::test::make_rng();
+    const std::size_t out = 1024, in = 768;
+    const auto dense = lacuna::test::random_vector(rng, out * in);
+    const auto w = lacuna::csr<float>::from_dense(lacuna::matrix_view<const float>(dense, out, in), lacuna::prune::top_fraction(0.2));
+    for (std::size_t tokens : {1, 4, 5, 200}) {
+        INFO(tokens << " tokens");
+        const auto x = lacuna::test::random_vector(rng, tokens * in);
+        std::vector<float> y(tokens * out);
+        const std::size_t used = peak_extra_any_threads(
+            [&] { lacuna::linear(lacuna::matrix_view<const float>(x, tokens, in), w, lacuna::matrix_view<float>(y, tokens, out)); });
+        // Xᵀ's rows are padded to 16 floats (and 16 more where they would be 512 bytes apart).
+        const std::size_t padded = (tokens + 15) / 16 * 16 + 16;
+        CHECK(used <= (tokens <= 4 ? 0 : (in * padded + out * tokens) * sizeof(float) + 128) + bookkeeping);
+    }
+}
+
+TEST_CASE("masked_attention: (Lkv + 1) x (4 + 8) bytes per thread of scratch and Lq + 1 row offsets", "[memory]") {
+    auto rng = lacuna::test::make_rng();
+    const std::size_t heads = 2, lq = 512, lkv = 8192, d = 32;
+    const auto q = lacuna::test::random_vector(rng, heads * lq * d), k = lacuna::test::random_vector(rng, heads * lkv * d);
+    std::vector<float> out(heads * lq * d);
+    const auto mask = lacuna::bitmap<float>::from_dense(lacuna::matrix_view<const float>(lacuna::test::random_vector(rng, lq * lkv), lq, lkv),
+                                                        lacuna::prune::top_fraction(0.05));
+    for (int threads : {1, 2}) {
+        lacuna::set_num_threads(threads);
+        const std::size_t used = peak_extra([&] {
+            lacuna::masked_attention(lacuna::tensor4_view<const float>(q.data(), {1, heads, lq, d}),
+                                     lacuna::tensor4_view<const float>(k.data(), {1, heads, lkv, d}),
+                                     lacuna::tensor4_view<const float>(k.data(), {1, heads, lkv, d}), mask,
+                                     lacuna::tensor4_view<float>(out.data(), {1, heads, lq, d}));
+        });
+        CHECK(used <= std::size_t(threads) * lkv * (sizeof(float) + sizeof(std::size_t)) + (lq + 1) * sizeof(std::size_t) + bookkeeping);
+    }
+    lacuna::set_num_threads(0);
+}
+
+TEST_CASE("moe_layer: logits, routing and dispatch, the sorted rows, and the experts' chunk scratch", "[memory]") {
+    auto rng = lacuna::test::make_rng();
+    const std::size_t T = 512, H = 256, F = 512, E = 8, k = 2;
+    const auto x = lacuna::test::random_vector(rng, T * H), router = lacuna::test::random_vector(rng, E * H);
+    const auto wg = lacuna::test::random_vector(rng, E * F * H), wu = lacuna::test::random_vector(rng, E * F * H),
+               wd = lacuna::test::random_vector(rng, E * H * F);
+    const auto gate = lacuna::moe::dense_experts<float>(wg, E, F, H), up = lacuna::moe::dense_experts<float>(wu, E, F, H),
+               down = lacuna::moe::dense_experts<float>(wd, E, H, F);
+    lacuna::moe::layer_weights<lacuna::matrix_view<const float>> w{lacuna::matrix_view<const float>(router, E, H), {gate, up, down}};
+    lacuna::moe::layer_config cfg;
+    cfg.router.k = k;
+    std::vector<float> y(T * H);
+    const std::size_t used = peak_extra_any_threads(
+        [&] { lacuna::moe::moe_layer(lacuna::matrix_view<const float>(x, T, H), w, lacuna::matrix_view<float>(y, T, H), cfg); });
+    const std::size_t rows = T * k, chunk = 256 + 16;
+    const std::size_t bound = (T * E + 2 * rows * H + (2 * H + 2 * F) * chunk) * sizeof(float) // documented buffers
+                              + rows * 4 * 8                                                    // routing and dispatch: a few ints a row
+                              + bookkeeping;
+    CHECK(used <= bound);
+    CHECK(used >= 2 * rows * H * sizeof(float)); // the count sees the sorted rows: the hook works
 }

@@ -424,5 +424,11 @@ TEST_CASE("experts and moe_layer reject weights that do not fit", "[moe][layer][
     CHECK_THROWS_WITH(moe::moe_layer(matrix_view<const float>(x, T, H), w, matrix_view<float>(y, 2, H), cfg),
                       "lacuna::moe::moe_layer: y is 2 x 8, expected 3 x 8 (as x)");
     CHECK_THROWS_AS(moe::moe_layer(matrix_view<const float>(x, T, H), w, matrix_view<float>(x, T, H), cfg), lacuna::aliasing_error);
+    // Bad routed weights throw before the shared expert writes y.
+    w.shared = {std::span(gate).first(1), std::span(gate).first(1), std::span(down).first(1)};
+    w.routed.down = gate;
+    std::fill(y.begin(), y.end(), 7.f);
+    CHECK_THROWS_AS(moe::moe_layer(matrix_view<const float>(x, T, H), w, matrix_view<float>(y, T, H), cfg), lacuna::shape_error);
+    CHECK(std::all_of(y.begin(), y.end(), [](float v) { return v == 7.f; }));
     CHECK_THROWS_AS(moe::dense_experts<float>(wg, 3, F, H), lacuna::shape_error);
 }

@@ -292,7 +292,8 @@ void flex_attention(tensor4_view<const T> q, tensor4_view<const T> k, tensor4_vi
 /// too scattered for blocks: at 1% density this reads 1% of K and V, where a block mask would read
 /// every block with a kept element. mask is CSR or bitmap, Lq × Lkv, its values unused. Shapes and
 /// results otherwise as attention() (a query with nothing stored gets zeros and logsumexp -inf).
-/// Cost: (2·D + 2·Dv)·nnz FLOPs per head, Lkv floats of scratch per thread; rows split over threads
+/// Cost: (2·D + 2·Dv)·nnz FLOPs per head; scratch of Lkv floats and Lkv size_t per thread (plus
+/// max(D, Dv) floats for bfloat16) and Lq + 1 size_t of row offsets; rows split over threads
 /// by stored count, each computed by one thread (deterministic). Throws as attention(), and
 /// shape_error if the mask is not Lq × Lkv.
 template <attention_value T, class Mask>

@@ -55,10 +55,10 @@ void linear(matrix_view<const float> x, const Weights& w, matrix_view<float> y, 
                                   " (rows of X x rows of W)");
     if (!opts.bias.empty()) detail::check_size(where, "bias", opts.bias.size(), out, "the rows of W");
     detail::check_disjoint(where, "Y", y, "X", x);
-    detail::check_no_partial_overlap(where, "Y", y.data(), detail::span_bytes(y), "the values of W", detail::values_of(w),
-                                     detail::value_bytes(w));
-    detail::check_no_partial_overlap(where, "Y", y.data(), detail::span_bytes(y), "the bias", opts.bias.data(),
-                                     opts.bias.size_bytes());
+    detail::check_disjoint_memory(where, "Y", y.data(), detail::span_bytes(y), "the values of W", detail::values_of(w),
+                                  detail::value_bytes(w));
+    detail::check_disjoint_memory(where, "Y", y.data(), detail::span_bytes(y), "the bias", opts.bias.data(),
+                                  opts.bias.size_bytes());
     if (y.empty()) return;
     const float* bias = opts.bias.empty() ? nullptr : opts.bias.data();
     const auto epilogue = [&](float* row, std::size_t o0, std::size_t o1) {

@@ -50,6 +50,11 @@ routing moe_layer(matrix_view<const float> x, const layer_weights<W>& w, matrix_
     aligned_buffer<float> logits(T * E, aligned_buffer<float>::uninitialized);
     linear(x, w.router, matrix_view<float>(logits.data(), T, E));
     routing r = route(matrix_view<const float>(logits.data(), T, E), cfg.router);
+    const dispatch routed = plan(r, cfg.plan);
+    // Every check before y is first written (the shared experts write it before the routed ones).
+    const std::size_t S = w.shared.up.size();
+    detail::check_expert_weights("lacuna::moe::experts", w.routed, E, H, cfg.act);
+    if (S > 0) detail::check_expert_weights("lacuna::moe::experts", w.shared, S, H, cfg.act);
     bool accumulate = false;
     auto run = [&](const dispatch& d, const expert_weights<W>& weights) {
         aligned_buffer<float> sorted(2 * d.rows() * H, aligned_buffer<float>::uninitialized);
@@ -59,13 +64,13 @@ routing moe_layer(matrix_view<const float> x, const layer_weights<W>& w, matrix_
         combine(ys, d, y, {accumulate});
         accumulate = true;
     };
-    if (const std::size_t S = w.shared.up.size(); S > 0) {
+    if (S > 0) {
         // Every token to every shared expert, weight 1: the same path as the routed experts.
         routing all{T, S, S, std::vector<std::int32_t>(T * S), std::vector<float>(T * S, 1.f), {}, 0, 0};
         for (std::size_t a = 0; a < T * S; ++a) all.topk_ids[a] = std::int32_t(a % S);
         run(plan(all), w.shared);
     }
-    run(plan(r, cfg.plan), w.routed);
+    run(routed, w.routed);
     return r;
 }
 

@@ -78,8 +78,8 @@ void sddmm(matrix_view<const float> a, matrix_view<const float> b, const Mask& m
     detail::check_same_structure(where, mask, out);
     float* values = out.values();
     const std::size_t value_bytes = out.nnz() * sizeof(float);
-    detail::check_no_partial_overlap(where, "out", values, value_bytes, "A", a.data(), detail::span_bytes(a));
-    detail::check_no_partial_overlap(where, "out", values, value_bytes, "B", b.data(), detail::span_bytes(b));
+    detail::check_disjoint_memory(where, "out", values, value_bytes, "A", a.data(), detail::span_bytes(a));
+    detail::check_disjoint_memory(where, "out", values, value_bytes, "B", b.data(), detail::span_bytes(b));
     if (out.nnz() == 0) return;
     using Index = typename Mask::index_type;
     const kernels::sddmm_operands s{a.data(), a.stride(), b.data(), b.stride(), a.cols(), opts.scale};

@@ -145,11 +145,7 @@ template <dense_operand Dense> std::size_t value_bytes(const Dense& a) { return 
 template <class TOut, order OOut, class TIn, order OIn>
 void check_disjoint(const char* where, const char* out_name, matrix_view<TOut, OOut> out, const char* in_name,
                     matrix_view<TIn, OIn> in) {
-    const std::size_t out_bytes = span_bytes(out), in_bytes = span_bytes(in);
-    check_no_partial_overlap(where, out_name, out.data(), out_bytes, in_name, in.data(), in_bytes);
-    if (out_bytes && in_bytes && static_cast<const void*>(out.data()) == static_cast<const void*>(in.data()))
-        fail<aliasing_error>(where, ": ", out_name, " and ", in_name,
-                             " are the same memory; the product cannot be computed in place");
+    check_disjoint_memory(where, out_name, out.data(), span_bytes(out), in_name, in.data(), span_bytes(in));
 }
 
 // Checks C = A·B for an m × k A; throws shape_error or aliasing_error.
@@ -163,7 +159,7 @@ void check_product(const char* where, const Sparse& a, matrix_view<TB, O> b, mat
         fail<shape_error>(where, ": C is ", c.rows(), " x ", c.cols(), ", expected ", m, " x ", b.cols(),
                           " (rows of A x columns of B)");
     check_disjoint(where, c_name, c, b_name, b);
-    check_no_partial_overlap(where, c_name, c.data(), span_bytes(c), "the values of A", values_of(a), value_bytes(a));
+    check_disjoint_memory(where, c_name, c.data(), span_bytes(c), "the values of A", values_of(a), value_bytes(a));
 }
 
 inline kernels::dense_operands dense_side(matrix_view<const float> b, matrix_view<float> c, const product_options& o) {
@@ -239,8 +235,8 @@ void spmm(matrix_view<const float> x, const Sparse& a, matrix_view<float> c, pro
         detail::fail<shape_error>(where, ": C is ", c.rows(), " x ", c.cols(), ", expected ", x.rows(), " x ", a.cols(),
                                   " (rows of X x columns of A)");
     detail::check_disjoint(where, "C", c, "X", x);
-    detail::check_no_partial_overlap(where, "C", c.data(), detail::span_bytes(c), "the values of A", a.values(),
-                                     detail::value_bytes(a));
+    detail::check_disjoint_memory(where, "C", c.data(), detail::span_bytes(c), "the values of A", a.values(),
+                                  detail::value_bytes(a));
     if (c.empty()) return;
     const kernels::dense_operands d{nullptr, 0, c.data(), c.stride(), c.cols(), opts.alpha, opts.beta};
     detail::run_on_rows(x.rows(), [&](std::size_t t) { return t * a.nnz(); }, [&](std::size_t t0, std::size_t t1) {

@@ -75,5 +75,14 @@ inline void check_no_partial_overlap(const char* where, const char* a_name, cons
                              " overlap in memory; pass the same range for in-place use or disjoint ranges");
 }
 
+/// An output that shares any byte with an input: the kernels read inputs after writing outputs.
+inline void check_disjoint_memory(const char* where, const char* out_name, const void* out, std::size_t out_bytes,
+                                  const char* in_name, const void* in, std::size_t in_bytes) {
+    auto o = reinterpret_cast<std::uintptr_t>(out), i = reinterpret_cast<std::uintptr_t>(in);
+    if (out_bytes != 0 && in_bytes != 0 && o < i + in_bytes && i < o + out_bytes)
+        fail<aliasing_error>(where, ": ", out_name, " and ", in_name,
+                             " overlap in memory; the output cannot share memory with an input");
+}
+
 } // namespace detail
 } // namespace lacuna

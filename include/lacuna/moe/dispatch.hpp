@@ -112,7 +112,8 @@ inline dispatch plan(const routing& r, const plan_options& opts = {}) {
             detail::fail(where, ": topk_ids[", a, "] (token ", a / k, ", choice ", a % k, ") is ", r.topk_ids[a],
                          ", outside the ", E, " experts");
         if (!std::isfinite(r.topk_weights[a]))
-            detail::fail(where, ": topk_weights[", a, "] (token ", a / k, ", choice ", a % k, ") is ", r.topk_weights[a]);
+            detail::fail(where, ": topk_weights[", a, "] (token ", a / k, ", choice ", a % k, ") is ", r.topk_weights[a],
+                         "; routing weights must be finite");
     }
     dispatch d;
     d.tokens = T, d.experts = E, d.assignments = n;
@@ -160,7 +161,8 @@ inline dispatch plan(const expert_choice_routing& r, std::size_t row_multiple = 
             detail::fail(where, ": token_ids[", a, "] (expert ", a / r.capacity, ") is ", r.token_ids[a], ", outside the ",
                          r.tokens, " tokens");
         if (!std::isfinite(r.weights[a]))
-            detail::fail(where, ": weights[", a, "] (expert ", a / r.capacity, ") is ", r.weights[a]);
+            detail::fail(where, ": weights[", a, "] (expert ", a / r.capacity, ") is ", r.weights[a],
+                         "; routing weights must be finite");
     }
     dispatch d;
     d.tokens = r.tokens, d.experts = r.experts, d.assignments = n;
@@ -179,12 +181,30 @@ inline dispatch plan(const expert_choice_routing& r, std::size_t row_multiple = 
 
 namespace lacuna::detail {
 
-inline void check_dispatch_operand(const char* where, const moe::dispatch& d, const char* name, std::size_t rows,
-                                   std::size_t expected, const char* why) {
+// A dispatch is plain data that a caller may have built or edited: its arrays must fit each other and
+// index inside their ranges before the kernels follow them. O(rows + tokens), small beside the
+// H-wide rows the callers move.
+inline void check_dispatch(const char* where, const moe::dispatch& d) {
     if (d.expert_offsets.size() != d.experts + 1 || d.row_token.size() != d.rows() || d.row_weight.size() != d.rows() ||
         d.token_offsets.size() != d.tokens + 1 || d.token_rows.size() != std::size_t(d.token_offsets.back()))
         fail<shape_error>(where, ": the dispatch's arrays do not fit its ", d.tokens, " tokens, ", d.experts,
                           " experts and ", d.rows(), " rows; make it with lacuna::moe::plan");
+    auto check_offsets = [&](const char* name, const std::vector<std::int32_t>& offsets) {
+        if (offsets[0] != 0 || !std::is_sorted(offsets.begin(), offsets.end()))
+            fail<shape_error>(where, ": the dispatch's ", name, " must start at 0 and not decrease");
+    };
+    check_offsets("expert_offsets", d.expert_offsets);
+    check_offsets("token_offsets", d.token_offsets);
+    auto check_range = [&](const char* name, const std::vector<std::int32_t>& ids, std::int64_t lo, std::size_t end) {
+        for (std::size_t i = 0; i < ids.size(); ++i)
+            if (ids[i] < lo || std::int64_t(ids[i]) >= std::int64_t(end))
+                fail<shape_error>(where, ": the dispatch's ", name, "[", i, "] is ", ids[i], ", outside [", lo, ", ", end, ")");
+    };
+    check_range("row_token", d.row_token, -1, d.tokens);
+    check_range("token_rows", d.token_rows, 0, d.rows());
+}
+
+inline void check_rows(const char* where, const char* name, std::size_t rows, std::size_t expected, const char* why) {
     if (rows != expected) fail<shape_error>(where, ": ", name, " has ", rows, " rows, expected ", expected, " (", why, ")");
 }
 
@@ -197,8 +217,9 @@ namespace lacuna::moe {
 /// shape_error if the shapes do not fit the dispatch, aliasing_error if the two overlap.
 inline void gather(matrix_view<const float> x, const dispatch& d, matrix_view<float> x_sorted) {
     const char* where = "lacuna::moe::gather";
-    detail::check_dispatch_operand(where, d, "x", x.rows(), d.tokens, "the dispatch's tokens");
-    detail::check_dispatch_operand(where, d, "x_sorted", x_sorted.rows(), d.rows(), "the dispatch's rows");
+    detail::check_dispatch(where, d);
+    detail::check_rows(where, "x", x.rows(), d.tokens, "the dispatch's tokens");
+    detail::check_rows(where, "x_sorted", x_sorted.rows(), d.rows(), "the dispatch's rows");
     if (x_sorted.cols() != x.cols())
         detail::fail<shape_error>(where, ": x_sorted has ", x_sorted.cols(), " columns, x has ", x.cols());
     detail::check_disjoint(where, "x_sorted", x_sorted, "x", x);
@@ -225,8 +246,9 @@ struct combine_options {
 /// aliasing_error if the two overlap.
 inline void combine(matrix_view<const float> y_sorted, const dispatch& d, matrix_view<float> y, combine_options opts = {}) {
     const char* where = "lacuna::moe::combine";
-    detail::check_dispatch_operand(where, d, "y_sorted", y_sorted.rows(), d.rows(), "the dispatch's rows");
-    detail::check_dispatch_operand(where, d, "y", y.rows(), d.tokens, "the dispatch's tokens");
+    detail::check_dispatch(where, d);
+    detail::check_rows(where, "y_sorted", y_sorted.rows(), d.rows(), "the dispatch's rows");
+    detail::check_rows(where, "y", y.rows(), d.tokens, "the dispatch's tokens");
     if (y_sorted.cols() != y.cols())
         detail::fail<shape_error>(where, ": y has ", y.cols(), " columns, y_sorted has ", y_sorted.cols());
     detail::check_disjoint(where, "y", y, "y_sorted", y_sorted);

@@ -143,8 +143,9 @@ template <weight_operand W>
 void experts(matrix_view<const float> x_sorted, const dispatch& d, const expert_weights<W>& w, matrix_view<float> y_sorted,
              expert_config cfg = {}) {
     const char* where = "lacuna::moe::experts";
-    detail::check_dispatch_operand(where, d, "x_sorted", x_sorted.rows(), d.rows(), "the dispatch's rows");
-    detail::check_dispatch_operand(where, d, "y_sorted", y_sorted.rows(), d.rows(), "the dispatch's rows");
+    detail::check_dispatch(where, d);
+    detail::check_rows(where, "x_sorted", x_sorted.rows(), d.rows(), "the dispatch's rows");
+    detail::check_rows(where, "y_sorted", y_sorted.rows(), d.rows(), "the dispatch's rows");
     const std::size_t H = x_sorted.cols();
     if (y_sorted.cols() != H)
         detail::fail<shape_error>(where, ": y_sorted has ", y_sorted.cols(), " columns, x_sorted has ", H);
