@@ -294,6 +294,48 @@ void add_layer(const shape& s, bool two_threads, bool reference) {
         });
 }
 
+// The layer's steps one at a time (dense float experts, one thread), for the plot of where its time
+// goes: each case runs every step once while it prepares, then times its own.
+struct layer_steps {
+    buffer logits, x_sorted, y_sorted;
+    moe::routing r;
+    moe::dispatch d;
+
+    void router(layer_case& c) {
+        const shape& s = c.s;
+        lacuna::linear(matrix_view<const float>(c.x.data(), s.tokens, s.hidden), c.w->dense().router,
+                       matrix_view<float>(logits.data(), s.tokens, s.experts));
+        r = moe::route(matrix_view<const float>(logits.data(), s.tokens, s.experts), c.cfg.router);
+    }
+    void permute(layer_case& c) {
+        d = moe::plan(r, c.cfg.plan);
+        if (x_sorted.size() < d.rows() * c.s.hidden) {
+            x_sorted = buffer(d.rows() * c.s.hidden);
+            y_sorted = buffer(d.rows() * c.s.hidden);
+        }
+        moe::gather(matrix_view<const float>(c.x.data(), c.s.tokens, c.s.hidden), d, sorted_view(x_sorted, c));
+    }
+    void experts(layer_case& c) { moe::experts(sorted_view(x_sorted, c), d, c.w->dense().routed, sorted_view(y_sorted, c), {c.cfg.act}); }
+    void combine(layer_case& c) {
+        moe::combine(sorted_view(y_sorted, c), d, matrix_view<float>(c.y.data(), c.s.tokens, c.s.hidden));
+    }
+    matrix_view<float> sorted_view(buffer& b, const layer_case& c) const { return {b.data(), d.rows(), c.s.hidden}; }
+};
+
+void add_layer_steps(const shape& s) {
+    using step = void (layer_steps::*)(layer_case&);
+    const std::pair<const char*, step> steps[] = {
+        {"router", &layer_steps::router}, {"permute", &layer_steps::permute}, {"experts", &layer_steps::experts}, {"combine", &layer_steps::combine}};
+    for (const auto& [name, run] : steps)
+        add_timed(std::string("layer_steps/") + name + "/" + s.name(), 1, [s, run = run] {
+            layer_case& c = case_for(s);
+            auto st = std::make_shared<layer_steps>();
+            st->logits = buffer(s.tokens * s.experts);
+            for (step each : {&layer_steps::router, &layer_steps::permute, &layer_steps::experts, &layer_steps::combine}) ((*st).*each)(c);
+            return timed_case{[&c, st, run] { ((*st).*run)(c); }, 0, 0};
+        });
+}
+
 // The router alone on precomputed logits.
 void add_router(std::size_t tokens, std::size_t experts, std::size_t k, bool grouped) {
     const shape s{tokens, 0, 0, experts, k, grouped};
@@ -345,7 +387,10 @@ void register_cases() {
     add_router(4096, 64, 8, false);
     std::vector<std::size_t> token_counts{1, 16, 512};
     if (full) token_counts.push_back(4096);
-    for (std::size_t t : token_counts) add_layer({t, 1024, 2048, 64, 8, false}, t == 512, t == 1);
+    for (std::size_t t : token_counts) {
+        add_layer({t, 1024, 2048, 64, 8, false}, t == 512, t == 1);
+        add_layer_steps({t, 1024, 2048, 64, 8, false});
+    }
     add_layer({512, 1024, 1408, 8, 2, false}, false, false);
     if (full)
         for (std::size_t t : {std::size_t(1), std::size_t(512)}) {

@@ -11,6 +11,7 @@
 #include "lacuna/primitives.hpp"
 #include "lacuna/reference/primitives.hpp"
 #include "support/bench_main.hpp"
+#include "support/machine.hpp"
 
 #if LACUNA_BENCH_OPENBLAS
 #include <cblas.h>
@@ -121,7 +122,27 @@ std::vector<op> ops() {
     return list;
 }
 
+// The roofs of the roofline plot: the FMA peak and the streaming read bandwidth of one core.
+void add_machine_roofs() {
+    lacuna::bench::add_timed("machine/fma_peak/1t", 1, [] {
+        constexpr std::size_t iterations = 1 << 20;
+        double flops = 0;
+        lacuna::bench::fma_peak_run(iterations, flops);
+        return lacuna::bench::timed_case{[] {
+                                             double unused = 0;
+                                             benchmark::DoNotOptimize(lacuna::bench::fma_peak_run(iterations, unused));
+                                         },
+                                         flops, 0};
+    });
+    lacuna::bench::add_timed("machine/stream_read/1t", 1, [] {
+        const auto& buffer = lacuna::bench::stream_buffer();
+        return lacuna::bench::timed_case{[] { benchmark::DoNotOptimize(lacuna::bench::stream_read()); }, double(buffer.size()),
+                                         double(buffer.size() * sizeof(float))};
+    });
+}
+
 void register_cases() {
+    add_machine_roofs();
     std::vector<std::size_t> sizes{4096};
     if (lacuna::bench::full_run()) sizes = {256, 4096, 65536, 1 << 20};
     for (const op& o : ops())
@@ -137,5 +158,5 @@ int main(int argc, char** argv) {
 #if LACUNA_BENCH_OPENBLAS
     benchmark::AddCustomContext("openblas_core", openblas_get_corename());
 #endif
-    return lacuna::bench::run(argc, argv, register_cases, {"ref", "scalar", "openblas", "eigen"}, {"Gelem/s"});
+    return lacuna::bench::run(argc, argv, register_cases, {"ref", "scalar", "openblas", "eigen"}, {"Gelem/s", "GFLOP/s", "GB/s"});
 }

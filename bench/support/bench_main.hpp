@@ -85,6 +85,35 @@ public:
         ConsoleReporter::ReportRuns(runs);
     }
 
+    /// The same table as tab-separated values for the plots: op, size, impl, median time in
+    /// microseconds, GFLOP/s, GB/s, then the speedup over each baseline ("-" where it is absent).
+    void write_tsv(const std::string& path, const std::vector<std::string>& baselines) const {
+        std::ofstream out(path);
+        out << "op\tsize\timpl\ttime_us\tgflops\tgbs";
+        for (const auto& b : baselines) out << "\tx_" << b;
+        out << "\n";
+        for (const auto& key : order_) {
+            const auto& entries = table_.at(key);
+            const std::string op = key.substr(0, key.find(' ')), size = key.substr(key.find(' ') + 1);
+            for (const auto& e : entries) {
+                out << op << '\t' << size << '\t' << e.impl << '\t' << in_microseconds(e.time, e.unit);
+                for (const char* c : {"GFLOP/s", "GB/s"}) {
+                    auto it = e.counters.find(c);
+                    out << '\t';
+                    if (it == e.counters.end()) out << '-';
+                    else out << it->second;
+                }
+                for (const auto& b : baselines) {
+                    auto base = std::find_if(entries.begin(), entries.end(), [&](const entry& x) { return x.impl == b; });
+                    out << '\t';
+                    if (base == entries.end()) out << '-';
+                    else out << base->time / e.time;
+                }
+                out << '\n';
+            }
+        }
+    }
+
     /// The table: time, the given counters, then the speedup over each baseline present.
     void print_summary(const std::vector<std::string>& baselines, const std::vector<std::string>& counters) const {
         std::printf("\nSummary (median time; speedup = baseline time / this time)\n");
@@ -118,6 +147,14 @@ private:
         benchmark::TimeUnit unit;
         std::map<std::string, double> counters;
     };
+    static double in_microseconds(double t, benchmark::TimeUnit unit) {
+        switch (unit) {
+        case benchmark::kNanosecond: return t * 1e-3;
+        case benchmark::kMicrosecond: return t;
+        case benchmark::kMillisecond: return t * 1e3;
+        default: return t * 1e6;
+        }
+    }
     static std::string format_time(double t, benchmark::TimeUnit unit) {
         const char* names[] = {"ns", "us", "ms", "s"};
         int u = unit == benchmark::kNanosecond ? 0 : unit == benchmark::kMicrosecond ? 1 : unit == benchmark::kMillisecond ? 2 : 3;
@@ -129,17 +166,23 @@ private:
     std::map<std::string, std::vector<entry>> table_;
 };
 
-/// Parses lacuna's own flags, adds medians over 5 repetitions unless the caller chose otherwise,
-/// registers the cases (register_cases() runs after --full is known), runs, prints the summary.
+/// Parses lacuna's own flags (--full; --tsv=<file> for the summary as tab-separated values), adds
+/// medians over 5 repetitions unless the caller chose otherwise, registers the cases
+/// (register_cases() runs after --full is known), runs, prints the summary.
 template <class Register>
 int run(int argc, char** argv, Register&& register_cases, const std::vector<std::string>& baselines,
         const std::vector<std::string>& summary_counters) {
     std::vector<char*> args;
+    std::string tsv;
     bool repetitions_given = false;
     for (int i = 0; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--full") {
             full_run() = true;
+            continue;
+        }
+        if (a.rfind("--tsv=", 0) == 0) {
+            tsv = a.substr(6);
             continue;
         }
         if (a.rfind("--benchmark_repetitions", 0) == 0) repetitions_given = true;
@@ -163,6 +206,7 @@ int run(int argc, char** argv, Register&& register_cases, const std::vector<std:
     summary_reporter reporter;
     benchmark::RunSpecifiedBenchmarks(&reporter);
     reporter.print_summary(baselines, summary_counters);
+    if (!tsv.empty()) reporter.write_tsv(tsv, baselines);
     benchmark::Shutdown();
     return 0;
 }
