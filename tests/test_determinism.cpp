@@ -1,19 +1,17 @@
 // Determinism as docs/guarantees.md promises it: every entry point its table marks "yes" gives the
 // same bits on 1 thread, on 2 threads, and on 2 threads again, on every arch. Each row of the table has
 // a call here that returns everything the entry point wrote, and every call here has its row.
-#include <algorithm>
 #include <cstdint>
-#include <cstring>
-#include <fstream>
+#include <iterator>
 #include <functional>
 #include <map>
-#include <regex>
 #include <string>
 #include <vector>
 
 #include "lacuna/lacuna.hpp"
 #include "support/arch.hpp"
 #include "support/catch.hpp"
+#include "support/doc_table.hpp"
 #include "support/random.hpp"
 
 using lacuna::matrix_view;
@@ -201,21 +199,9 @@ std::map<std::string, std::function<bytes(const operands&)>> calls() {
     return c;
 }
 
-struct row {
-    std::string id, deterministic;
-};
-
 // The rows of the table in docs/guarantees.md: | `id` | entry points | extra memory | deterministic |
-std::vector<row> documented_rows() {
-    std::ifstream page(LACUNA_DOCS_DIR "/guarantees.md");
-    REQUIRE(page);
-    const std::regex pattern(R"(^\| `([a-z_.]+)` \|.*\| (yes|no)[^|]* \|$)");
-    std::vector<row> rows;
-    for (std::string line; std::getline(page, line);) {
-        std::smatch m;
-        if (std::regex_match(line, m, pattern)) rows.push_back({m[1], m[2]});
-    }
-    return rows;
+std::vector<std::vector<std::string>> documented_rows() {
+    return lacuna::test::doc_rows("guarantees.md", R"(^\| `([a-z_.]+)` \|.*\| (yes|no)[^|]* \|$)");
 }
 
 } // namespace
@@ -224,10 +210,10 @@ TEST_CASE("entry points documented as deterministic give the same bits on 1 and 
     LACUNA_FOR_EACH_ARCH();
     const operands o;
     const auto all = calls();
-    for (const row& r : documented_rows()) {
-        if (r.deterministic != "yes") continue;
-        INFO(r.id);
-        const auto call = all.find(r.id);
+    for (const auto& r : documented_rows()) {
+        if (r[1] != "yes") continue;
+        INFO(r[0]);
+        const auto call = all.find(r[0]);
         REQUIRE(call != all.end());
         lacuna::set_num_threads(1);
         const bytes one = call->second(o);
@@ -240,11 +226,5 @@ TEST_CASE("entry points documented as deterministic give the same bits on 1 and 
 }
 
 TEST_CASE("every determinism call has its row in docs/guarantees.md", "[determinism]") {
-    const auto rows = documented_rows();
-    for (const auto& entry : calls()) {
-        const std::string& id = entry.first; // not a structured binding: Clang 14 cannot capture those
-        INFO(id);
-        CHECK(std::count_if(rows.begin(), rows.end(), [&](const row& r) { return r.id == id; }) == 1);
-    }
-    CHECK(rows.size() == calls().size());
+    lacuna::test::check_one_row_per_call(calls(), documented_rows());
 }

@@ -4,12 +4,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
-#include <regex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lacuna/interop/pytorch_semi_structured.hpp"
@@ -17,6 +16,7 @@
 #include "lacuna/interop/tile_bitmaps.hpp"
 #include "lacuna/lacuna.hpp"
 #include "support/catch.hpp"
+#include "support/doc_table.hpp"
 #if LACUNA_WITH_EIGEN
 #include "lacuna/interop/eigen.hpp"
 #endif
@@ -60,6 +60,22 @@ moe::routing three_tokens_two_choices() {
     cfg.k = 2;
     return moe::route(cview(logits, 3, 3), cfg);
 }
+
+// A layer of 2 experts (H = 8, F = 6) over 3 tokens, top-1; the rows break one thing each.
+struct small_layer {
+    static constexpr std::size_t H = 8, F = 6, E = 2, T = 3;
+    std::vector<float> wg = std::vector<float>(E * F * H, 0.1f), wd = std::vector<float>(E * H * F, 0.1f),
+                       router = std::vector<float>(E * H), x = std::vector<float>(T * H), y = std::vector<float>(T * H);
+    std::vector<matrix_view<const float>> gate = moe::dense_experts<float>(wg, E, F, H), down = moe::dense_experts<float>(wd, E, H, F);
+    moe::layer_weights<matrix_view<const float>> w{cview(router, E, H), {gate, gate, down}};
+    moe::layer_config cfg = [] {
+        moe::layer_config c;
+        c.router.k = 1;
+        return c;
+    }();
+    void run(matrix_view<float> out) { moe::moe_layer(cview(x, T, H), w, out, cfg); }
+    void run() { run(mview(y, T, H)); }
+};
 
 moe::routing route_8(std::vector<float> logits, const moe::router_config& cfg) {
     return moe::route(matrix_view<const float>(logits, logits.size() / 8, 8), cfg);
@@ -459,64 +475,29 @@ std::map<std::string, std::function<void()>> calls() {
     };
     c["dense_experts.size"] = [] { const std::vector<float> w(2 * 6 * 8); moe::dense_experts<float>(w, 3, 6, 8); };
     c["experts.shapes"] = [] {
-        const std::size_t H = 8, F = 6, E = 2, T = 3;
-        const std::vector<float> wg(E * F * H, 0.1f), router(E * H), x(T * H);
-        std::vector<float> y(T * H);
-        const auto gate = moe::dense_experts<float>(wg, E, F, H);
-        moe::layer_weights<matrix_view<const float>> w{cview(router, E, H), {gate, gate, gate}};
-        moe::layer_config cfg;
-        cfg.router.k = 1;
-        moe::moe_layer(cview(x, T, H), w, mview(y, T, H), cfg);
+        small_layer l;
+        l.w.routed.down = l.gate; // F x H where H x F is needed
+        l.run();
     };
     c["experts.gate"] = [] {
-        const std::size_t H = 8, F = 6, E = 2, T = 3;
-        const std::vector<float> wg(E * F * H, 0.1f), wd(E * H * F, 0.1f), router(E * H), x(T * H);
-        std::vector<float> y(T * H);
-        const auto gate = moe::dense_experts<float>(wg, E, F, H), down = moe::dense_experts<float>(wd, E, H, F);
-        moe::layer_weights<matrix_view<const float>> w{cview(router, E, H), {gate, gate, down}};
-        moe::layer_config cfg;
-        cfg.router.k = 1;
-        cfg.act = moe::expert_activation::gelu;
-        moe::moe_layer(cview(x, T, H), w, mview(y, T, H), cfg);
+        small_layer l;
+        l.cfg.act = moe::expert_activation::gelu;
+        l.run();
     };
     c["moe_layer.out"] = [] {
-        const std::size_t H = 8, F = 6, E = 2, T = 3;
-        const std::vector<float> wg(E * F * H, 0.1f), wd(E * H * F, 0.1f), router(E * H), x(T * H);
-        std::vector<float> y(T * H);
-        const auto gate = moe::dense_experts<float>(wg, E, F, H), down = moe::dense_experts<float>(wd, E, H, F);
-        moe::layer_weights<matrix_view<const float>> w{cview(router, E, H), {gate, gate, down}};
-        moe::layer_config cfg;
-        cfg.router.k = 1;
-        moe::moe_layer(cview(x, T, H), w, mview(y, 2, H), cfg);
+        small_layer l;
+        l.run(mview(l.y, 2, small_layer::H));
     };
     c["moe_layer.in_place"] = [] {
-        const std::size_t H = 8, F = 6, E = 2, T = 3;
-        const std::vector<float> wg(E * F * H, 0.1f), wd(E * H * F, 0.1f), router(E * H);
-        std::vector<float> x(T * H);
-        const auto gate = moe::dense_experts<float>(wg, E, F, H), down = moe::dense_experts<float>(wd, E, H, F);
-        moe::layer_weights<matrix_view<const float>> w{cview(router, E, H), {gate, gate, down}};
-        moe::layer_config cfg;
-        cfg.router.k = 1;
-        moe::moe_layer(cview(x, T, H), w, mview(x, T, H), cfg);
+        small_layer l;
+        l.run(mview(l.x, small_layer::T, small_layer::H));
     };
     return c;
 }
 
-struct row {
-    std::string id, type, message;
-};
-
 // The rows of docs/errors.md: | `id` | when | `type` | `message` |
-std::vector<row> documented_rows() {
-    std::ifstream page(LACUNA_DOCS_DIR "/errors.md");
-    REQUIRE(page);
-    const std::regex pattern(R"(^\| `([A-Za-z0-9_.]+)` \|.*\| `([a-z_]+)` \| `(.*)` \|$)");
-    std::vector<row> rows;
-    for (std::string line; std::getline(page, line);) {
-        std::smatch m;
-        if (std::regex_match(line, m, pattern)) rows.push_back({m[1], m[2], m[3]});
-    }
-    return rows;
+std::vector<std::vector<std::string>> documented_rows() {
+    return lacuna::test::doc_rows("errors.md", R"(^\| `([A-Za-z0-9_.]+)` \|.*\| `([a-z_]+)` \| `(.*)` \|$)");
 }
 
 // The most derived lacuna exception type that e is.
@@ -532,29 +513,22 @@ std::string type_of(const lacuna::error& e) {
 
 TEST_CASE("every row of docs/errors.md is raised as written", "[errors]") {
     const auto all = calls();
-    for (const row& r : documented_rows()) {
-        DYNAMIC_SECTION(r.id) {
-            const auto call = all.find(r.id);
+    for (const auto& r : documented_rows()) {
+        const std::string &id = r[0], &type = r[1], &message = r[2];
+        DYNAMIC_SECTION(id) {
+            const auto call = all.find(id);
             REQUIRE(call != all.end());
             try {
                 call->second();
                 FAIL("no exception");
             } catch (const lacuna::error& e) {
-                CHECK(type_of(e) == r.type);
-                CHECK(std::string(e.what()) == r.message);
+                CHECK(type_of(e) == type);
+                CHECK(std::string(e.what()) == message);
             } catch (not_here) {
-                WARN(r.id << " cannot happen on this machine");
+                WARN(id << " cannot happen on this machine");
             }
         }
     }
 }
 
-TEST_CASE("every check has its row in docs/errors.md", "[errors]") {
-    const auto rows = documented_rows();
-    for (const auto& entry : calls()) {
-        const std::string& id = entry.first; // not a structured binding: Clang 14 cannot capture those
-        INFO(id);
-        CHECK(std::count_if(rows.begin(), rows.end(), [&](const row& r) { return r.id == id; }) == 1);
-    }
-    CHECK(rows.size() == calls().size());
-}
+TEST_CASE("every check has its row in docs/errors.md", "[errors]") { lacuna::test::check_one_row_per_call(calls(), documented_rows()); }
