@@ -125,16 +125,76 @@ LACUNA_ALWAYS_INLINE void decode_scores(const float* qf, std::size_t r0, std::si
     }
 }
 
-// The scores of `rows` queries (see decode_scores), in blocks of up to 4 rows.
-template <class Arch, class T>
-LACUNA_ALWAYS_INLINE void decode_score_rows(const float* qf, std::size_t rows, std::size_t d, const T* const* krow,
-                                            std::size_t keys, float* st, std::size_t ld) noexcept {
-    constexpr std::size_t w = simd::width<simd::vec<float, Arch>>, most = std::min<std::size_t>(4, w);
+#if XSIMD_WITH_AVX512BW
+// decode_scores for bfloat16 queries and keys with vdpbf16ps: each instruction takes 32 products of
+// a query and a key, every one exact in float, with no widening. q2 holds the rows unscaled
+// (bfloat16, d apart); the scores come out times scale. Needs the avx512bf16 target, which the
+// avx512 dispatch flags lack: only this function gets it, and it runs only where the CPU has it.
+template <std::size_t RB>
+__attribute__((target("avx512bf16,avx512bw,avx512vl,avx512dq,avx512f"))) inline void
+decode_scores_dpbf16(const bfloat16* q2, std::size_t r0, std::size_t d, const bfloat16* const* krow, std::size_t keys,
+                     float scale, float* st, std::size_t ld) noexcept {
+    using V = simd::vec<float, xsimd::avx512bw>;
+    constexpr std::size_t KB = 16 / RB;
+    const std::size_t body = d / 32 * 32;
+    const bfloat16* q = q2 + r0 * d;
+    for (std::size_t j0 = 0; j0 < keys; j0 += KB) {
+        __m512 part[16];
+        for (std::size_t e = 0; e < 16; ++e) part[e] = _mm512_setzero_ps();
+        for (std::size_t c = 0; c < body; c += 32) {
+            __m512bh qc[RB], kc[KB];
+            for (std::size_t rb = 0; rb < RB; ++rb) qc[rb] = (__m512bh)_mm512_loadu_si512(q + rb * d + c);
+            for (std::size_t kb = 0; kb < KB; ++kb) kc[kb] = (__m512bh)_mm512_loadu_si512(krow[j0 + kb] + c);
+            for (std::size_t kb = 0; kb < KB; ++kb)
+                for (std::size_t rb = 0; rb < RB; ++rb) part[kb * RB + rb] = _mm512_dpbf16_ps(part[kb * RB + rb], qc[rb], kc[kb]);
+        }
+        V rows[16];
+        for (std::size_t e = 0; e < 16; ++e) rows[e] = V(part[e]);
+        alignas(64) float sums[16];
+        simd::store(sums, simd::sums_of(rows));
+        for (std::size_t kb = 0; kb < KB && j0 + kb < keys; ++kb)
+            for (std::size_t rb = 0; rb < RB; ++rb) {
+                float tail = 0.f;
+                for (std::size_t c = body; c < d; ++c) tail += float(q[rb * d + c]) * float(krow[j0 + kb][c]);
+                st[(j0 + kb) * ld + r0 + rb] = scale * (sums[kb * RB + rb] + tail);
+            }
+    }
+}
+#endif
+
+// Calls block.template operator()<RB>(r) for the rows [0, rows) in blocks of RB <= most rows.
+template <std::size_t most, class Block> LACUNA_ALWAYS_INLINE void for_row_blocks(std::size_t rows, Block&& block) {
     std::size_t r = 0;
-    for (; r + most <= rows; r += most) decode_scores<Arch, most>(qf, r, d, krow, keys, st, ld);
+    for (; r + most <= rows; r += most) block.template operator()<most>(r);
     if constexpr (most >= 2)
-        for (; r + 2 <= rows; r += 2) decode_scores<Arch, 2>(qf, r, d, krow, keys, st, ld);
-    for (; r < rows; ++r) decode_scores<Arch, 1>(qf, r, d, krow, keys, st, ld);
+        for (; r + 2 <= rows; r += 2) block.template operator()<2>(r);
+    for (; r < rows; ++r) block.template operator()<1>(r);
+}
+
+// The scores of `rows` queries into st (see decode_scores): qt holds the rows scaled as floats, or
+// with `pairs` (bfloat16 on a CPU with vdpbf16ps) unscaled as bfloat16.
+template <class Arch, class T>
+LACUNA_ALWAYS_INLINE void decode_score_rows(const float* qt, bool pairs, float scale, std::size_t rows, std::size_t d,
+                                            const T* const* krow, std::size_t keys, float* st, std::size_t ld) noexcept {
+    constexpr std::size_t most = std::min<std::size_t>(4, simd::width<simd::vec<float, Arch>>);
+#if XSIMD_WITH_AVX512BW
+    if constexpr (std::is_same_v<T, bfloat16> && std::is_same_v<Arch, xsimd::avx512bw>)
+        if (pairs) {
+            const auto* q2 = reinterpret_cast<const bfloat16*>(qt);
+            for_row_blocks<most>(rows, [&]<std::size_t RB>(std::size_t r) { decode_scores_dpbf16<RB>(q2, r, d, krow, keys, scale, st, ld); });
+            return;
+        }
+#endif
+    (void)pairs, (void)scale;
+    for_row_blocks<most>(rows, [&]<std::size_t RB>(std::size_t r) { decode_scores<Arch, RB>(qt, r, d, krow, keys, st, ld); });
+}
+
+// Whether decode scores bfloat16 keys with vdpbf16ps (see decode_scores_dpbf16).
+template <class Arch, class T> bool decode_pairs() noexcept {
+#if XSIMD_WITH_AVX512BW
+    if constexpr (std::is_same_v<T, bfloat16> && std::is_same_v<Arch, xsimd::avx512bw>) return cpu().avx512_bf16;
+#endif
+    return false;
 }
 
 // Calls block(b, hk, r0, rows, j_begin, j_end, partials) for every block of up to decode_rows
@@ -152,15 +212,21 @@ void for_each_decode_block(const decode_args<T>& a, std::size_t task_begin, std:
     }
 }
 
-// The start of rows [r0, r0 + rows) of task (b, hk): their queries scaled into s.qt, empty softmax
-// state and accumulator, and zeros in the score columns past the rows.
+// The start of rows [r0, r0 + rows) of task (b, hk): their queries in s.qt (scaled floats, or with
+// `pairs` the bfloat16 queries as they are), empty softmax state and accumulator, and zeros in the
+// score columns past the rows.
 template <class T>
-void decode_begin(const decode_args<T>& a, const flash_scratch& s, std::size_t b, std::size_t hk, std::size_t r0,
+void decode_begin(const decode_args<T>& a, const flash_scratch& s, bool pairs, std::size_t b, std::size_t hk, std::size_t r0,
                   std::size_t rows) noexcept {
     const std::size_t group = a.q_heads / a.kv_heads;
     for (std::size_t r = 0; r < rows; ++r) {
         const std::size_t h = hk * group + (r0 + r) / a.lq, t = (r0 + r) % a.lq;
         const T* q = a.qs.head(a.q, b, h) + t * a.qs.l;
+        if constexpr (std::is_same_v<T, bfloat16>)
+            if (pairs) {
+                std::copy(q, q + a.d, reinterpret_cast<bfloat16*>(s.qt) + r * a.d);
+                continue;
+            }
         for (std::size_t c = 0; c < a.d; ++c) s.qt[r * a.d + c] = a.scale * float(q[c]);
     }
     for (std::size_t c = 0; c < decode_rows; ++c) {
@@ -200,7 +266,8 @@ void decode_block(const decode_args<T>& a, const flash_scratch& s, std::size_t b
     using V = simd::vec<float, Arch>;
     constexpr std::size_t w = simd::width<V>, ld = decode_rows, bk = attention_key_block;
     const std::size_t columns = (rows + w - 1) / w * w;
-    decode_begin(a, s, b, hk, r0, rows);
+    const bool pairs = decode_pairs<Arch, T>();
+    decode_begin(a, s, pairs, b, hk, r0, rows);
     // A row of zeros (in the unused staging area) for the key slots past the end of a tile.
     std::fill(s.kf, s.kf + a.d, 0.f);
     const T* zero_row = reinterpret_cast<const T*>(s.kf);
@@ -222,16 +289,12 @@ void decode_block(const decode_args<T>& a, const flash_scratch& s, std::size_t b
                 for (std::size_t byte = 0; byte < a.dv * sizeof(T); byte += 64) __builtin_prefetch(vr + j * a.kv.v_row * sizeof(T) + byte);
             }
         }
-        decode_score_rows<Arch>(s.qt, rows, a.d, krow, keys, s.st, ld);
+        decode_score_rows<Arch>(s.qt, pairs, a.scale, rows, a.d, krow, keys, s.st, ld);
         decode_mask_future(a, s, a.lengths[b], r0, rows, j0, keys);
         online_softmax<Arch>(s, keys, ld, columns);
+        // bfloat16 values are widened as they are loaded: each load serves all rows of the group.
         const T* vt = a.kv.v_row_at(b, hk, j0);
-        if constexpr (std::is_same_v<T, float>) {
-            add_values<Arch>(s, rows, a.dv, keys, ld, [&](std::size_t j) { return vt + j * a.kv.v_row; });
-        } else {
-            for (std::size_t j = 0; j < keys; ++j) convert{}(Arch{}, vt + j * a.kv.v_row, s.vf + j * a.dv, a.dv);
-            add_values<Arch>(s, rows, a.dv, keys, ld, [&](std::size_t j) { return s.vf + j * a.dv; });
-        }
+        add_values<Arch>(s, rows, a.dv, keys, ld, [&](std::size_t j) { return vt + j * a.kv.v_row; });
         j0 += keys;
     }
     decode_end(a, s, r0, rows, partials);

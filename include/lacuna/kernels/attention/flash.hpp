@@ -261,7 +261,7 @@ LACUNA_ALWAYS_INLINE void value_tile(float* o, std::size_t ldo, const float* alp
     for (std::size_t j = 0; j < keys; ++j) {
         V pr[R];
         for (std::size_t r = 0; r < R; ++r) pr[r] = V(p[j * ldp + r]);
-        const float* row = vrow(j) + col;
+        const auto* row = vrow(j) + col; // float, or bfloat16 widened as it is loaded
         for (std::size_t t = 0; t < tiles; ++t) {
             const V vt = simd::load<V>(row + t * w);
             for (std::size_t r = 0; r < R; ++r) acc[r][t] = simd::fma(pr[r], vt, acc[r][t]);

@@ -150,7 +150,7 @@ void sparse_decode_block(const decode_args<T>& a, const flash_scratch& s, std::s
     static_assert(bk == 64, "a tile of scores is one key tile");
     const sparse_kv_head<T>& h = a.sparse[hk];
     const std::size_t columns = (rows + w - 1) / w * w, length = a.lengths[0], full_tiles = length / bk;
-    decode_begin(a, s, 0, hk, r0, rows);
+    decode_begin(a, s, false, 0, hk, r0, rows); // queries scaled as floats: the tiles expand to floats
     std::fill(s.kf, s.kf + a.d, 0.f);
     const T* zero_row = reinterpret_cast<const T*>(s.kf);
     for (std::size_t j0 = j_begin; j0 < j_end; j0 += bk) {
@@ -163,7 +163,7 @@ void sparse_decode_block(const decode_args<T>& a, const flash_scratch& s, std::s
             const T* krow[bk + w];
             for (std::size_t j = 0; j < keys; ++j) krow[j] = h.k_tail + j * a.d;
             for (std::size_t j = keys; j < (keys + w - 1) / w * w; ++j) krow[j] = zero_row;
-            decode_score_rows<Arch>(s.qt, rows, a.d, krow, keys, s.st, decode_rows);
+            decode_score_rows<Arch>(s.qt, false, a.scale, rows, a.d, krow, keys, s.st, decode_rows);
         }
         decode_mask_future(a, s, length, r0, rows, j0, keys);
         online_softmax<Arch>(s, keys, decode_rows, columns);
