@@ -74,7 +74,8 @@ template <class T> struct decode_args {
 inline constexpr std::size_t decode_rows = 16;
 
 /// The floats of scratch one thread needs: attention's for bfloat16, whose staging area holds the
-/// widened values and, for any type, the row of zeros that pads a tile of keys.
+/// row of zeros that pads a tile of keys (decode widens nothing into it: values are widened as
+/// they are loaded).
 template <class T> std::size_t decode_workspace(const decode_args<T>& a) noexcept {
     attention_args<bfloat16> shape{};
     shape.d = a.d;
