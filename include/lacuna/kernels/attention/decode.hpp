@@ -190,14 +190,6 @@ LACUNA_ALWAYS_INLINE void decode_score_rows(const float* qt, bool pairs, float s
     for_row_blocks<most>(rows, [&]<std::size_t RB>(std::size_t r) { decode_scores<Arch, RB>(qt, r, d, krow, keys, st, ld); });
 }
 
-// Whether decode scores bfloat16 keys with vdpbf16ps (see decode_scores_dpbf16).
-template <class Arch, class T> bool decode_pairs() noexcept {
-#if XSIMD_WITH_AVX512BW
-    if constexpr (std::is_same_v<T, bfloat16> && std::is_same_v<Arch, xsimd::avx512bw>) return cpu().avx512_bf16;
-#endif
-    return false;
-}
-
 // Calls block(b, hk, r0, rows, j_begin, j_end, partials) for every block of up to decode_rows
 // query rows of tasks [task_begin, task_end): rows [r0, r0 + rows) of sequence b and KV head hk over
 // keys [j_begin, j_end), their partials written from `partials`.
@@ -267,7 +259,7 @@ void decode_block(const decode_args<T>& a, const flash_scratch& s, std::size_t b
     using V = simd::vec<float, Arch>;
     constexpr std::size_t w = simd::width<V>, ld = decode_rows, bk = attention_key_block;
     const std::size_t columns = (rows + w - 1) / w * w;
-    const bool pairs = decode_pairs<Arch, T>();
+    const bool pairs = scores_by_dpbf16<Arch, T>();
     decode_begin(a, s, pairs, b, hk, r0, rows);
     // A row of zeros (in the unused staging area) for the key slots past the end of a tile.
     std::fill(s.kf, s.kf + a.d, 0.f);

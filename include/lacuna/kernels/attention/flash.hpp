@@ -213,6 +213,14 @@ LACUNA_ALWAYS_INLINE void score_tile(const float* const* krow, const float* qt, 
         for (std::size_t t = 0; t < S::regs; ++t) simd::store(st + r * S::bq + t * S::w, acc[r][t]);
 }
 
+// Whether bfloat16 scores come from vdpbf16ps: on the AVX-512 table, where the CPU has the instruction.
+template <class Arch, class T> bool scores_by_dpbf16() noexcept {
+#if XSIMD_WITH_AVX512BW
+    if constexpr (std::is_same_v<T, bfloat16> && std::is_same_v<Arch, xsimd::avx512bw>) return cpu().avx512_bf16;
+#endif
+    return false;
+}
+
 #if XSIMD_WITH_AVX512BW
 // score_tile for bfloat16 keys and queries with vdpbf16ps: qt2 holds the block's queries as pairs
 // along d ([⌈d/2⌉][64 queries][2], a zero after an odd d), each key contributes one broadcast pair
@@ -381,10 +389,7 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
     const T* v = a.vs.head(a.v, bi, hk);
 
     // bfloat16 on a CPU with vdpbf16ps: scores from the bfloat16 values themselves.
-    bool pairs = false;
-#if XSIMD_WITH_AVX512BW
-    if constexpr (std::is_same_v<T, bfloat16> && std::is_same_v<Arch, xsimd::avx512bw>) pairs = cpu().avx512_bf16;
-#endif
+    const bool pairs = scores_by_dpbf16<Arch, T>();
     // The queries, scaled, as columns: the score tile is then a product of broadcast keys and
     // whole registers of queries. The padding columns are zero and never leave the scratch.
     if (pairs) {
