@@ -6,6 +6,7 @@
 #include <numeric>
 #include <vector>
 
+#include "lacuna/linear.hpp"
 #include "lacuna/primitives.hpp"
 #include "lacuna/reference/primitives.hpp"
 #include "support/arch.hpp"
@@ -231,6 +232,25 @@ TEST_CASE("float <-> bf16 conversion is bit-exact on every arch", "[primitives][
         lacuna::ref::convert(y_ref, back_ref);
         for (std::size_t i = 0; i < n; ++i)
             REQUIRE(std::bit_cast<std::uint32_t>(back[i]) == std::bit_cast<std::uint32_t>(back_ref[i]));
+    }
+}
+
+TEST_CASE("transpose copies every element to its place and writes nothing else", "[primitives][transpose]") {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    // Whole 16 x 16 tiles, ragged edges on either side, single rows and columns, and nothing.
+    for (auto [rows, cols] : {std::pair<std::size_t, std::size_t>{0, 0}, {0, 5}, {5, 0}, {1, 1}, {1, 37}, {37, 1},
+                              {16, 16}, {17, 33}, {15, 16}, {40, 100}, {128, 48}}) {
+        INFO(rows << " x " << cols);
+        const std::size_t ld_src = cols + 3, ld_dst = rows + 5;
+        const std::vector<float> src = random_vector(rng, rows * ld_src, -1.f, 1.f);
+        std::vector<float> dst = poisoned(cols * ld_dst + 1);
+        lacuna::detail::transpose(src.data(), ld_src, rows, cols, dst.data(), ld_dst);
+        for (std::size_t j = 0; j < cols; ++j)
+            for (std::size_t i = 0; i < ld_dst; ++i)
+                if (i < rows) REQUIRE(dst[j * ld_dst + i] == src[i * ld_src + j]);
+                else REQUIRE(std::isnan(dst[j * ld_dst + i]));
+        REQUIRE(std::isnan(dst.back()));
     }
 }
 

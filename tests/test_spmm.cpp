@@ -288,6 +288,27 @@ TEMPLATE_TEST_CASE("spmv in every layout: long rows, NaN in x only where stored"
     }
 }
 
+TEMPLATE_TEST_CASE("N:M spmm over long rows: several slices of B, wide and narrow panels", "[spmm][nm]", (lacuna::nm<float, 2, 4>),
+                   (lacuna::nm<bfloat16, 2, 8>)) {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    // k past the kernel's slice of B for every panel width (one register wide: 4096 columns of A on
+    // AVX-512); n = 150 takes a panel of eight registers, then narrower ones for the rest.
+    const std::size_t m = 37, k = 4500, n = 150;
+    const auto a = lacuna::test::random_layout<TestType>(rng, m, k, 0.5);
+    const auto b = random_vector(rng, k * n);
+    const lacuna::matrix_view<const float> bv(b, k, n);
+    const auto c0 = random_vector(rng, m * n);
+    auto c_ref = c0;
+    lacuna::ref::spmm(a, bv, lacuna::matrix_view<float>(c_ref, m, n), 0.5f, -1.25f);
+    same_for_1_and_2_threads([&] {
+        auto c = c0;
+        lacuna::spmm(a, bv, lacuna::matrix_view<float>(c, m, n), {0.5f, -1.25f});
+        CHECK(rel_error(c, c_ref) <= 1e-6);
+        return c;
+    });
+}
+
 TEMPLATE_TEST_CASE("spmm with column-major or bfloat16 B", "[spmm][layouts]", lacuna::csr<float>, (lacuna::nm<bfloat16, 2, 4>),
                    (lacuna::bsr<float, 16, 16>)) {
     LACUNA_FOR_EACH_ARCH();

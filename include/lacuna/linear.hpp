@@ -10,6 +10,7 @@
 #include "lacuna/core/dense.hpp"
 #include "lacuna/core/error.hpp"
 #include "lacuna/kernels/primitives/activation.hpp"
+#include "lacuna/kernels/primitives/transpose.hpp"
 #include "lacuna/simd/dispatch.hpp"
 #include "lacuna/spmm.hpp"
 
@@ -23,15 +24,10 @@ struct linear_options {
 
 namespace detail {
 
-// dst[j · ld_dst + i] = src[i · ld_src + j] for i < rows, j < cols, in 16 × 16 tiles, so that both
-// sides move through whole cache lines rather than one of them a float a line.
+// dst[j · ld_dst + i] = src[i · ld_src + j] for i < rows, j < cols.
 inline void transpose(const float* src, std::size_t ld_src, std::size_t rows, std::size_t cols, float* dst,
                       std::size_t ld_dst) noexcept {
-    constexpr std::size_t tile = 16;
-    for (std::size_t i0 = 0; i0 < rows; i0 += tile)
-        for (std::size_t j0 = 0; j0 < cols; j0 += tile)
-            for (std::size_t i = i0; i < std::min(rows, i0 + tile); ++i)
-                for (std::size_t j = j0; j < std::min(cols, j0 + tile); ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
+    run<&kernel_table::transpose_f32>(src, ld_src, rows, cols, dst, ld_dst);
 }
 } // namespace detail
 

@@ -30,6 +30,7 @@ struct reduce_max;
 struct exp;
 struct softmax;
 struct convert;
+struct transpose;
 struct spmm_csr;
 struct spmv_csr;
 struct spmm_bsr;
@@ -90,6 +91,7 @@ struct kernel_table {
     slot<kernels::softmax, void(const float*, const bool*, float*, std::size_t)> softmax_f32;
     slot<kernels::convert, void(const float*, bfloat16*, std::size_t)> convert_f32_bf16;
     slot<kernels::convert, void(const bfloat16*, float*, std::size_t)> convert_bf16_f32;
+    slot<kernels::transpose, void(const float*, std::size_t, std::size_t, std::size_t, float*, std::size_t)> transpose_f32;
     slot<kernels::bias_activation, void(activation, const float*, float*, std::size_t)> bias_activation_f32;
     slot<kernels::swiglu, void(const float*, float*, std::size_t)> swiglu_f32;
     // Products: the float and bfloat16 value types with int32_t indices, int64_t for float CSR, and
@@ -149,7 +151,7 @@ inline constexpr auto kernel_slots = std::tuple{
     &kernel_table::dot_f32, &kernel_table::dot_bf16, &kernel_table::dot_bf16_f32, &kernel_table::axpy_f32,
     &kernel_table::scale_f32, &kernel_table::reduce_sum_f32, &kernel_table::reduce_max_f32, &kernel_table::exp_f32,
     &kernel_table::softmax_f32, &kernel_table::convert_f32_bf16, &kernel_table::convert_bf16_f32,
-    &kernel_table::bias_activation_f32, &kernel_table::swiglu_f32, &kernel_table::spmm_csr_f32_i32, &kernel_table::spmm_csr_f32_i64, &kernel_table::spmm_csr_bf16_i32,
+    &kernel_table::transpose_f32, &kernel_table::bias_activation_f32, &kernel_table::swiglu_f32, &kernel_table::spmm_csr_f32_i32, &kernel_table::spmm_csr_f32_i64, &kernel_table::spmm_csr_bf16_i32,
     &kernel_table::spmv_csr_f32_i32, &kernel_table::spmv_csr_f32_i64, &kernel_table::spmv_csr_bf16_i32,
     &kernel_table::spmm_bsr_4x4, &kernel_table::spmm_bsr_8x8, &kernel_table::spmm_bsr_16x16,
     &kernel_table::spmm_bsr_32x32, &kernel_table::spmm_bsr_dynamic, &kernel_table::spmm_bitmap_f32_i32,

@@ -91,10 +91,16 @@ LACUNA_ALWAYS_INLINE void nm_rows_tile(const nm_product_args<T, N, M>& a, std::s
         }
 }
 
-// A's columns (rows of B) per chunk, and A's rows per block: the rows of a block take one chunk of
-// B's panel at a time (64 rows of B × 64 floats: 16 KiB) from L1, instead of the whole panel from L2
-// for every row. The block's partial sums wait in a scratch tile between chunks.
+// A's columns (rows of B) per chunk of a panel of four registers, and A's rows per block: the rows
+// of a block take one chunk of B's panel at a time (64 rows of B × 64 floats: 16 KiB) from L1,
+// instead of the whole panel from L2 for every row. The block's partial sums wait in a scratch tile
+// between chunks.
 inline constexpr std::size_t nm_chunk_cols = 64, nm_block_rows = 32;
+
+// Bytes of B's panel that every block of rows walks before the next slice: the slice stays in L2
+// while all the blocks pass over it, where a whole panel of a long row (4096 rows × 256 bytes)
+// would come from L3 again for every block.
+inline constexpr std::size_t nm_slice_bytes = 256 * 1024;
 
 } // namespace detail
 
@@ -102,36 +108,56 @@ template <class Arch, class T, std::size_t N, std::size_t M>
 void spmm_nm::operator()(Arch, const nm_product_args<T, N, M>* args, std::size_t row_begin,
                          std::size_t row_end) const noexcept {
     const nm_product_args<T, N, M>& a = *args;
-    constexpr std::size_t chunk_groups = detail::nm_chunk_cols / M;
-    // Column panels outermost, as for_each_tile; then blocks of rows, chunks of A's columns, and
-    // pairs of rows.
+    // Column panels outermost, as for_each_tile; then slices of A's columns, blocks of rows, chunks
+    // of the slice, and rows: two a pass up to four registers, one in a panel of eight (eight
+    // accumulator chains either way). A slice after the first adds to the C it left.
     auto panel = [&]<class V, std::size_t tiles>(std::size_t j) {
         constexpr std::size_t w = simd::width<V>;
+        constexpr std::size_t slice_groups = detail::nm_slice_bytes / (tiles * w * sizeof(float)) / M;
+        // A chunk of B stays 16 KiB in a panel of eight registers: half the columns.
+        constexpr std::size_t chunk_groups = detail::nm_chunk_cols * 4 / std::max<std::size_t>(tiles, 4) / M;
+        constexpr std::size_t pass_rows = tiles > 4 ? 1 : 2;
         V scratch[detail::nm_block_rows][tiles];
-        for (std::size_t i0 = row_begin; i0 < row_end; i0 += detail::nm_block_rows) {
-            const std::size_t rows = std::min(detail::nm_block_rows, row_end - i0);
-            for (std::size_t r = 0; r < rows; ++r)
-                for (std::size_t t = 0; t < tiles; ++t) scratch[r][t] = V(0.f);
-            auto pass = [&]<std::size_t R>(std::size_t r, std::size_t g0, std::size_t g1) {
-                V acc[R][tiles];
-                for (std::size_t q = 0; q < R; ++q)
-                    for (std::size_t t = 0; t < tiles; ++t) acc[q][t] = scratch[r + q][t];
-                detail::nm_rows_tile(a, i0 + r, j, g0, g1, acc);
-                for (std::size_t q = 0; q < R; ++q)
-                    for (std::size_t t = 0; t < tiles; ++t) scratch[r + q][t] = acc[q][t];
-            };
-            for (std::size_t g0 = 0; g0 < a.groups; g0 += chunk_groups) {
-                const std::size_t g1 = std::min(a.groups, g0 + chunk_groups);
-                std::size_t r = 0;
-                for (; r + 2 <= rows; r += 2) pass.template operator()<2>(r, g0, g1);
-                if (r < rows) pass.template operator()<1>(r, g0, g1);
+        // At least one slice, so that an empty K still leaves C = beta * C.
+        for (std::size_t s0 = 0; s0 == 0 || s0 < a.groups; s0 += slice_groups) {
+            const std::size_t s1 = std::min(a.groups, s0 + slice_groups);
+            for (std::size_t i0 = row_begin; i0 < row_end; i0 += detail::nm_block_rows) {
+                const std::size_t rows = std::min(detail::nm_block_rows, row_end - i0);
+                for (std::size_t r = 0; r < rows; ++r)
+                    for (std::size_t t = 0; t < tiles; ++t) scratch[r][t] = V(0.f);
+                auto pass = [&]<std::size_t R>(std::size_t r, std::size_t g0, std::size_t g1) {
+                    V acc[R][tiles];
+                    for (std::size_t q = 0; q < R; ++q)
+                        for (std::size_t t = 0; t < tiles; ++t) acc[q][t] = scratch[r + q][t];
+                    detail::nm_rows_tile(a, i0 + r, j, g0, g1, acc);
+                    for (std::size_t q = 0; q < R; ++q)
+                        for (std::size_t t = 0; t < tiles; ++t) scratch[r + q][t] = acc[q][t];
+                };
+                for (std::size_t g0 = s0; g0 < s1; g0 += chunk_groups) {
+                    const std::size_t g1 = std::min(s1, g0 + chunk_groups);
+                    std::size_t r = 0;
+                    for (; r + pass_rows <= rows; r += pass_rows) pass.template operator()<pass_rows>(r, g0, g1);
+                    if (r < rows) pass.template operator()<1>(r, g0, g1);
+                }
+                for (std::size_t r = 0; r < rows; ++r)
+                    for (std::size_t t = 0; t < tiles; ++t) {
+                        float* c = a.d.c + (i0 + r) * a.d.ldc + j + t * w;
+                        if (s0 == 0) detail::finish(c, scratch[r][t], a.d);
+                        else simd::store(c, simd::fma(V(a.d.alpha), scratch[r][t], simd::load<V>(c)));
+                    }
             }
-            for (std::size_t r = 0; r < rows; ++r)
-                for (std::size_t t = 0; t < tiles; ++t) detail::finish(a.d.c + (i0 + r) * a.d.ldc + j + t * w, scratch[r][t], a.d);
         }
         return tiles * w;
     };
-    detail::for_each_panel<Arch>(a.d.n, panel);
+    // Panels of eight registers while n allows: A's rows and metadata are read once for 128 columns
+    // of C (AVX-512) rather than twice, and each slot's column decoded once for eight FMAs.
+    using V = simd::vec<float, Arch>;
+    std::size_t j0 = 0;
+    if constexpr (!simd::is_lane<V>)
+        while (j0 + 8 * simd::width<V> <= a.d.n) j0 += panel.template operator()<V, 8>(j0);
+    detail::for_each_panel<Arch>(a.d.n - j0, [&]<class U, std::size_t tiles>(std::size_t j) {
+        return panel.template operator()<U, tiles>(j0 + j);
+    });
 }
 
 template <class Arch, class T, std::size_t N, std::size_t M>
