@@ -1,6 +1,7 @@
 // lacuna: an owning, cache-line aligned array of trivially copyable values.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <new>
@@ -8,10 +9,18 @@
 #include <type_traits>
 #include <utility>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace lacuna {
 
 /// A fixed-size heap array aligned to `alignment` bytes (64 by default: one cache line, one AVX-512
 /// register). Copies are deep. Elements are zero-initialised unless constructed with `uninitialized`.
+/// Buffers of 4 MiB and more (weights, KV caches, the products' scratch) start on a 2 MiB boundary
+/// and, on Linux, ask for transparent huge pages: streaming gigabytes of weights through 4 KiB pages
+/// costs a TLB miss every 4 KiB, and a page fault for each on first touch. Measured on the bench
+/// machine (a VM): the MoE layer at T = 512 went from 420-970 ms to 332-345 ms.
 template <class T, std::size_t alignment = 64>
 class aligned_buffer {
     static_assert(std::is_trivially_copyable_v<T> && std::is_trivially_destructible_v<T>,
@@ -67,10 +76,19 @@ private:
     static T* allocate(std::size_t n) {
         if (n == 0) return nullptr;
         if (n > std::size_t(-1) / sizeof(T)) throw std::bad_array_new_length();
-        return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{alignment}));
+        void* p = ::operator new(n * sizeof(T), std::align_val_t{alignment_for(n)});
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+        // Advice only: where the kernel has no huge page to give, the buffer keeps 4 KiB pages.
+        if (n * sizeof(T) >= huge_buffer) madvise(p, n * sizeof(T) / huge_page * huge_page, MADV_HUGEPAGE);
+#endif
+        return static_cast<T*>(p);
+    }
+    static constexpr std::size_t huge_page = std::size_t(2) << 20, huge_buffer = 2 * huge_page;
+    static constexpr std::size_t alignment_for(std::size_t n) noexcept {
+        return n * sizeof(T) >= huge_buffer ? std::max(alignment, huge_page) : alignment;
     }
     void release() noexcept {
-        if (data_) ::operator delete(data_, std::align_val_t{alignment});
+        if (data_) ::operator delete(data_, std::align_val_t{alignment_for(size_)});
     }
 
     T* data_ = nullptr;
