@@ -20,7 +20,8 @@ namespace lacuna {
 /// Buffers of 4 MiB and more (weights, KV caches, the products' scratch) start on a 2 MiB boundary
 /// and, on Linux, ask for transparent huge pages: streaming gigabytes of weights through 4 KiB pages
 /// costs a TLB miss every 4 KiB, and a page fault for each on first touch. Measured on the bench
-/// machine (a VM): the MoE layer at T = 512 went from 420-970 ms to 332-345 ms.
+/// machine (a VM, where a TLB miss walks two page tables): the MoE layer at T = 512 went from
+/// 425-1160 ms, varying from run to run, to 316-349 ms.
 template <class T, std::size_t alignment = 64>
 class aligned_buffer {
     static_assert(std::is_trivially_copyable_v<T> && std::is_trivially_destructible_v<T>,
