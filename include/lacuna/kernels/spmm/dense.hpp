@@ -98,6 +98,9 @@ void spmm_dense::operator()(Arch, const dense_product_args<T>* args, std::size_t
                     if constexpr (std::is_same_v<T, float>) {
                         arow[r] = src;
                     } else {
+                        // The row's next chunk, while this one is widened: the block's rows are
+                        // read a short burst each, which the hardware prefetcher does not follow.
+                        for (std::size_t at = kc; at < std::min(2 * kc, a.k - k0); at += 64 / sizeof(T)) __builtin_prefetch(src + at);
                         using W = simd::vec<float, Arch>;
                         constexpr std::size_t ww = simd::width<W>;
                         float* dst = widened + r * kc;
