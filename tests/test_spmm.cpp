@@ -219,7 +219,8 @@ namespace {
 #define LACUNA_PRODUCT_LAYOUTS                                                                                         \
     lacuna::csr<float>, lacuna::csr<bfloat16>, (lacuna::bsr<bfloat16, 4, 4>), (lacuna::nm<float, 2, 4>),             \
         (lacuna::nm<float, 1, 4>), (lacuna::nm<float, 2, 8>), (lacuna::nm<float, 4, 8>), (lacuna::nm<bfloat16, 2, 4>), \
-        (lacuna::nm<bfloat16, 2, 8>), lacuna::bitmap<float>, lacuna::bitmap<bfloat16>, (lacuna::bitmap<float, std::int64_t>)
+        (lacuna::nm<bfloat16, 2, 8>), lacuna::bitmap<float>, lacuna::bitmap<bfloat16>, (lacuna::bitmap<float, std::int64_t>), \
+        (lacuna::csr<float, std::int64_t>)
 
 // Runs f() at 1 and 2 threads and checks that the outputs are the same bits.
 template <class F> void same_for_1_and_2_threads(F&& f) {

@@ -101,11 +101,10 @@ void spmv_csr::operator()(Arch, const csr_product_args<T, Index>* args, std::siz
         // Gathering x costs as much as the arithmetic; two accumulators hide the FMA latency.
         V acc0(0.f), acc1(0.f);
         std::size_t k = k0;
-        if constexpr (!simd::is_lane<V> && sizeof(Index) == 4) {
-            using I = simd::vec<std::int32_t, Arch>;
+        if constexpr (!simd::is_lane<V>) {
             for (; k + 2 * w <= k1; k += 2 * w) {
-                acc0 = simd::fma(simd::load<V>(a.values + k), V::gather(a.d.b, simd::load<I>(a.col_idx + k)), acc0);
-                acc1 = simd::fma(simd::load<V>(a.values + k + w), V::gather(a.d.b, simd::load<I>(a.col_idx + k + w)), acc1);
+                acc0 = simd::fma(simd::load<V>(a.values + k), simd::gather<V>(a.d.b, a.col_idx + k), acc0);
+                acc1 = simd::fma(simd::load<V>(a.values + k + w), simd::gather<V>(a.d.b, a.col_idx + k + w), acc1);
             }
         }
         float sum = simd::reduce_add(acc0 + acc1);

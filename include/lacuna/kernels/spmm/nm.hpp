@@ -164,7 +164,6 @@ template <class Arch, class T, std::size_t N, std::size_t M>
 void spmv_nm::operator()(Arch, const nm_product_args<T, N, M>* args, std::size_t row_begin,
                          std::size_t row_end) const noexcept {
     using V = simd::vec<float, Arch>;
-    using I = simd::vec<std::int32_t, Arch>;
     constexpr std::size_t w = simd::width<V>;
     const nm_product_args<T, N, M>& a = *args;
     const std::size_t full = a.k / M, slots = full * N; // slots wholly inside the matrix
@@ -180,7 +179,7 @@ void spmv_nm::operator()(Arch, const nm_product_args<T, N, M>* args, std::size_t
                     const std::size_t g = (s + l) / N;
                     cols[l] = std::int32_t(g * M + nm_format<N, M>::position(nm_format<N, M>::code(meta, g), (s + l) % N));
                 }
-                acc = simd::fma(simd::load<V>(v + s), V::gather(a.d.b, simd::load<I>(cols)), acc);
+                acc = simd::fma(simd::load<V>(v + s), simd::gather<V>(a.d.b, cols), acc);
             }
         }
         float sum = simd::reduce_add(acc);
