@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <span>
 
 #include "lacuna/core/aligned_buffer.hpp"
 #include "lacuna/primitives.hpp"
@@ -83,6 +82,6 @@ inline const aligned_buffer<float>& stream_buffer() {
     return buffer;
 }
 
-inline float stream_read() { return reduce_sum(std::span<const float>(stream_buffer().data(), stream_buffer().size())); }
+inline float stream_read() { return reduce_sum(stream_buffer()); }
 
 } // namespace lacuna::bench

@@ -108,9 +108,11 @@ template <class Arch, class T, std::size_t N, std::size_t M>
 void spmm_nm::operator()(Arch, const nm_product_args<T, N, M>* args, std::size_t row_begin,
                          std::size_t row_end) const noexcept {
     const nm_product_args<T, N, M>& a = *args;
+    dense_operands later = a.d; // a slice after the first: C = α·acc + C
+    later.beta = 1.f;
     // Column panels outermost, as for_each_tile; then slices of A's columns, blocks of rows, chunks
     // of the slice, and rows: two a pass up to four registers, one in a panel of eight (eight
-    // accumulator chains either way). A slice after the first adds to the C it left.
+    // accumulator chains either way).
     auto panel = [&]<class V, std::size_t tiles>(std::size_t j) {
         constexpr std::size_t w = simd::width<V>;
         constexpr std::size_t slice_groups = detail::nm_slice_bytes / (tiles * w * sizeof(float)) / M;
@@ -140,11 +142,8 @@ void spmm_nm::operator()(Arch, const nm_product_args<T, N, M>* args, std::size_t
                     if (r < rows) pass.template operator()<1>(r, g0, g1);
                 }
                 for (std::size_t r = 0; r < rows; ++r)
-                    for (std::size_t t = 0; t < tiles; ++t) {
-                        float* c = a.d.c + (i0 + r) * a.d.ldc + j + t * w;
-                        if (s0 == 0) detail::finish(c, scratch[r][t], a.d);
-                        else simd::store(c, simd::fma(V(a.d.alpha), scratch[r][t], simd::load<V>(c)));
-                    }
+                    for (std::size_t t = 0; t < tiles; ++t)
+                        detail::finish(a.d.c + (i0 + r) * a.d.ldc + j + t * w, scratch[r][t], s0 == 0 ? a.d : later);
             }
         }
         return tiles * w;
