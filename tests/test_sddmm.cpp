@@ -37,7 +37,7 @@ TEMPLATE_TEST_CASE("sddmm matches the reference", "[sddmm]", lacuna::csr<float>,
         std::size_t m, n, d;
     };
     for (auto s : {shape{0, 0, 4}, shape{3, 4, 0}, shape{1, 1, 1}, shape{7, 13, 17}, shape{33, 65, 64}, shape{70, 40, 128},
-                   shape{5, 130, 3}})
+                   shape{9, 150, 80}, shape{6, 70, 48}, shape{5, 130, 3}})
         for (double density : {0.0, 0.2, 1.0}) {
             INFO(s.m << " x " << s.n << " mask, d = " << s.d << ", density " << density);
             const auto mask = lacuna::test::random_layout<TestType>(rng, s.m, s.n, density);
