@@ -1,11 +1,11 @@
 // lacuna: bitmap × dense: C = α·A·B + β·C (SpMM) and y = α·A·x + β·y (SpMV) on a range of rows.
 #pragma once
 
-#include <array>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "lacuna/kernels/spmm/common.hpp"
 #include "lacuna/simd/compat.hpp"
@@ -81,28 +81,17 @@ void spmv_bitmap::operator()(Arch, const bitmap_product_args<T, Index>* args, st
 }
 
 #if XSIMD_WITH_AVX512BW
-namespace detail {
-// byte_ranks[b], byte j: how many bits of b are set below bit j, i.e. where lane j's value sits among
-// the byte's packed values.
-inline constexpr auto byte_ranks = [] {
-    std::array<std::uint64_t, 256> ranks{};
-    for (unsigned b = 0; b < 256; ++b)
-        for (unsigned j = 0, rank = 0; j < 8; ++j)
-            if (b >> j & 1) ranks[b] |= std::uint64_t(rank++) << (8 * j);
-    return ranks;
-}();
-} // namespace detail
-
 template <class T, class Index>
 void spmv_bitmap::operator()(xsimd::avx512bw, const bitmap_product_args<T, Index>* args, std::size_t row_begin,
                              std::size_t row_end) const noexcept {
     const bitmap_product_args<T, Index>& a = *args;
-    // Sixteen values from v, whole registers where that stays inside the rows' values (the last few
-    // slices load only their own), bfloat16 widened to float.
-    const T* const end = a.values + a.offsets[row_end * a.words_per_row];
-    auto load16 = [end](const T* v) {
-        const bool whole = end - v >= 16;
-        const auto count = __mmask16(whole ? 0xffff : (1u << (end - v)) - 1u);
+    // Sixteen values from v, bfloat16 widened to float: a whole register in every row whose values
+    // are followed by sixteen more of the range's (all rows but the last one or two), else only the
+    // values the range has.
+    const auto end_offset = std::size_t(a.offsets[row_end * a.words_per_row]);
+    const T* const end = a.values + end_offset;
+    auto load16 = [end]<bool whole>(const T* v) {
+        const auto count = __mmask16(whole || end - v >= 16 ? 0xffff : (1u << (end - v)) - 1u);
         if constexpr (std::is_same_v<T, float>) {
             return whole ? _mm512_loadu_ps(v) : _mm512_maskz_loadu_ps(count, v);
         } else {
@@ -111,38 +100,48 @@ void spmv_bitmap::operator()(xsimd::avx512bw, const bitmap_product_args<T, Index
             return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
         }
     };
-    // The packed values of a 16-bit slice moved to its set lanes (zero elsewhere), two ways. vexpandps
-    // costs about 2 + 1.6 cycles a kept value on Zen 5; the permute, whose indices come from two byte
-    // lookups, a flat 5.5 a slice: rows sparser than 1 in 8 expand, the others permute.
-    auto expand = [](__mmask16 m, __m512 packed) { return _mm512_maskz_expand_ps(m, packed); };
-    auto permute = [](__mmask16 m, __m512 packed) {
-        const unsigned low = m & 0xffu, high = unsigned(m) >> 8;
-        const std::uint64_t high_ranks = detail::byte_ranks[high] + std::uint64_t(std::popcount(low)) * 0x0101010101010101u;
-        const __m512i index = _mm512_cvtepu8_epi32(_mm_set_epi64x(std::int64_t(high_ranks), std::int64_t(detail::byte_ranks[low])));
-        return _mm512_maskz_permutexvar_ps(m, index, packed);
-    };
-    auto row = [&](std::size_t i, auto spread) LACUNA_LAMBDA_INLINE {
-        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    // A row of words; each 16-bit slice of a word spreads its packed values to its set lanes (zero
+    // elsewhere) against a masked load of x, which never reads past x (bits past the last column are
+    // zero). Two ways to spread: vexpandps costs about 2 + 1.6 cycles a kept value on Zen 5; a permute
+    // by each value's rank in its slice, the ranks of a whole word from one prefix sum over its bits
+    // as bytes, costs the same at any density: rows sparser than 1 in 8 expand, the others permute.
+    auto row = [&]<bool whole, bool permute>(std::size_t i) LACUNA_LAMBDA_INLINE {
+        __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
         for (std::size_t w = 0; w < a.words_per_row; ++w) {
             const std::uint64_t bits = a.bits[i * a.words_per_row + w];
             const T* v = a.values + a.offsets[i * a.words_per_row + w];
             const float* x = a.d.b + w * 64;
-            for (int q = 0; q < 4; q += 2) {
-                // Only the kept lanes of x are loaded: bits past the last column are zero, so the
-                // masked load never reads past x.
-                const auto m0 = __mmask16(bits >> (16 * q)), m1 = __mmask16(bits >> (16 * q + 16));
-                const T* v1 = v + std::popcount(unsigned(m0));
-                acc0 = _mm512_fmadd_ps(spread(m0, load16(v)), _mm512_maskz_loadu_ps(m0, x + 16 * q), acc0);
-                acc1 = _mm512_fmadd_ps(spread(m1, load16(v1)), _mm512_maskz_loadu_ps(m1, x + 16 * q + 16), acc1);
-                v = v1 + std::popcount(unsigned(m1));
+            __m512i ranks = _mm512_setzero_si512(); // byte 16q + j: bit j's rank among the set bits of slice q
+            if constexpr (permute) {
+                const __m512i one = _mm512_set1_epi8(1);
+                ranks = _mm512_maskz_mov_epi8(_cvtu64_mask64(bits), one);
+                ranks = _mm512_add_epi8(ranks, _mm512_bslli_epi128(ranks, 1));
+                ranks = _mm512_add_epi8(ranks, _mm512_bslli_epi128(ranks, 2));
+                ranks = _mm512_add_epi8(ranks, _mm512_bslli_epi128(ranks, 4));
+                ranks = _mm512_add_epi8(ranks, _mm512_bslli_epi128(ranks, 8));
+                ranks = _mm512_sub_epi8(ranks, one);
             }
+            [&]<int... q>(std::integer_sequence<int, q...>) LACUNA_LAMBDA_INLINE {
+                ([&] {
+                    const auto m = __mmask16(bits >> (16 * q));
+                    const __m512 packed = load16.template operator()<whole>(v);
+                    __m512 spread;
+                    if constexpr (permute)
+                        spread = _mm512_maskz_permutexvar_ps(m, _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(ranks, q)), packed);
+                    else
+                        spread = _mm512_maskz_expand_ps(m, packed);
+                    acc[q % 2] = _mm512_fmadd_ps(spread, _mm512_maskz_loadu_ps(m, x + 16 * q), acc[q % 2]);
+                    v += std::popcount(unsigned(m));
+                }(), ...);
+            }(std::make_integer_sequence<int, 4>{});
         }
-        detail::finish(a.d.c + i, _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)), a.d);
+        detail::finish(a.d.c + i, _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1])), a.d);
     };
     for (std::size_t i = row_begin; i < row_end; ++i) {
-        const auto kept = std::size_t(a.offsets[(i + 1) * a.words_per_row] - a.offsets[i * a.words_per_row]);
-        if (kept * 8 < a.words_per_row * 64) row(i, expand);
-        else row(i, permute);
+        const auto first = std::size_t(a.offsets[i * a.words_per_row]), last = std::size_t(a.offsets[(i + 1) * a.words_per_row]);
+        const bool whole = last + 16 <= end_offset, sparse = (last - first) * 8 < a.words_per_row * 64;
+        if (whole) sparse ? row.template operator()<true, false>(i) : row.template operator()<true, true>(i);
+        else sparse ? row.template operator()<false, false>(i) : row.template operator()<false, true>(i);
     }
 }
 #endif
