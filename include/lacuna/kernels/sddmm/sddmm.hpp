@@ -112,7 +112,7 @@ LACUNA_ALWAYS_INLINE void sddmm_dots(const sddmm_operands& s, std::size_t i, Col
             }
         };
         if (s.d % w == 0) [&]<std::size_t... c>(std::index_sequence<c...>) LACUNA_LAMBDA_INLINE {
-            ((s.d == (c + 1) * w ? (fixed.template operator()<c + 1>(), true) : false) || ...);
+            ((s.d == (c + 1) * w ? fixed.template operator()<c + 1>() : void()), ...);
         }(std::make_index_sequence<8>{});
         for (; q + w <= count; q += w) {
             for (std::size_t g = 0; g < w; ++g) prefetch_row(q + w + g, s.d);
