@@ -439,21 +439,26 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
                     for (std::size_t r = 0; r < S::rows; ++r) krow[r] = k + (j0 + j + r) * a.ks.l;
                     score_tile_dpbf16<S::rows>(krow, qt2, a.d, a.scale, s.st + j * S::bq);
                 }
-                for (; j < keys; ++j) {
-                    const bfloat16* krow[1] = {k + (j0 + j) * a.ks.l};
-                    score_tile_dpbf16<1>(krow, qt2, a.d, a.scale, s.st + j * S::bq);
-                }
+                // The last keys in one group too: each load of the queries then serves all of them.
+                [&]<std::size_t... G>(std::index_sequence<G...>) {
+                    ((keys - j == G + 1 ? [&] {
+                        const bfloat16* krow[G + 1];
+                        for (std::size_t r = 0; r <= G; ++r) krow[r] = k + (j0 + j + r) * a.ks.l;
+                        score_tile_dpbf16<G + 1>(krow, qt2, a.d, a.scale, s.st + j * S::bq);
+                    }() : void()), ...);
+                }(std::make_index_sequence<S::rows - 1>{});
+                j = keys;
             }
 #endif
-        for (; j + S::rows <= keys; j += S::rows) {
-            const float* krow[S::rows];
-            for (std::size_t r = 0; r < S::rows; ++r) krow[r] = kt + (j + r) * ldk;
-            score_tile<Arch, S::rows>(krow, s.qt, a.d, s.st + j * S::bq);
-        }
-        for (; j < keys; ++j) {
-            const float* krow[1] = {kt + j * ldk};
-            score_tile<Arch, 1>(krow, s.qt, a.d, s.st + j * S::bq);
-        }
+        auto scores = [&]<std::size_t G>() {
+            const float* krow[G];
+            for (std::size_t r = 0; r < G; ++r) krow[r] = kt + (j + r) * ldk;
+            score_tile<Arch, G>(krow, s.qt, a.d, s.st + j * S::bq);
+        };
+        for (; j + S::rows <= keys; j += S::rows) scores.template operator()<S::rows>();
+        [&]<std::size_t... G>(std::index_sequence<G...>) {
+            ((keys - j == G + 1 ? scores.template operator()<G + 1>() : void()), ...);
+        }(std::make_index_sequence<S::rows - 1>{});
 
         const bool crosses_diagonal = a.causal && std::ptrdiff_t(j0 + keys - 1) > std::ptrdiff_t(i0) + offset;
         if (crosses_diagonal || a.additive_mask || a.boolean_mask)
