@@ -126,10 +126,15 @@ void spmv_bitmap::operator()(xsimd::avx512bw, const bitmap_product_args<T, Index
                     const auto m = __mmask16(bits >> (16 * q));
                     const __m512 packed = load16.template operator()<whole>(v);
                     __m512 spread;
-                    if constexpr (permute)
+                    if constexpr (permute) {
                         spread = _mm512_maskz_permutexvar_ps(m, _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(ranks, q)), packed);
-                    else
-                        spread = _mm512_maskz_expand_ps(m, packed);
+                    } else {
+                        // The empty asm keeps the load out of vexpandps (its memory form is slower
+                        // on Zen 5: 10% dense rows ~9% slower).
+                        __m512 in_register = packed;
+                        asm("" : "+v"(in_register));
+                        spread = _mm512_maskz_expand_ps(m, in_register);
+                    }
                     acc[q % 2] = _mm512_fmadd_ps(spread, _mm512_maskz_loadu_ps(m, x + 16 * q), acc[q % 2]);
                     v += std::popcount(unsigned(m));
                 }(), ...);
