@@ -54,6 +54,13 @@ LACUNA_ALWAYS_INLINE V load(const bfloat16* p) noexcept {
     }
 }
 
+/// load() of bfloat16, whose widening already leaves the values in a register (see compat.hpp).
+template <class V>
+    requires std::is_same_v<lane<V>, float>
+LACUNA_ALWAYS_INLINE V load_to_register(const bfloat16* p) noexcept {
+    return load<V>(p);
+}
+
 /// Rounds the float lanes of v to bfloat16 (nearest even, NaN kept) and stores width<V> of them at p.
 template <class V>
     requires std::is_same_v<lane<V>, float>

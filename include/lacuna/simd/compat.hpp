@@ -69,6 +69,27 @@ template <class V> LACUNA_ALWAYS_INLINE V load(const lane<V>* p) noexcept {
     else return V::load_unaligned(p);
 }
 
+/// x, in a register the compiler must keep: GCC otherwise folds the load that produced x into every
+/// instruction that uses it, reading it from memory once per use (a loop of FMAs then runs out of
+/// load ports before FMA units), or into vexpandps, whose memory form is several times slower on
+/// Zen 4 and 5. An empty asm that claims to change the register stops the folding. V is an xsimd
+/// batch or a raw x86 register.
+template <class V> LACUNA_ALWAYS_INLINE V in_register(V x) noexcept {
+#if LACUNA_X86_64 && defined(__GNUC__)
+    if constexpr (requires { typename V::register_type; }) {
+        auto r = typename V::register_type(x);
+        asm("" : "+v"(r));
+        return V(r);
+    } else if constexpr (!is_lane<V>) {
+        asm("" : "+v"(x));
+    }
+#endif
+    return x;
+}
+
+/// load() into a register the compiler must keep (see in_register).
+template <class V> LACUNA_ALWAYS_INLINE V load_to_register(const lane<V>* p) noexcept { return in_register(load<V>(p)); }
+
 template <class V> LACUNA_ALWAYS_INLINE void store(lane<V>* p, const V& v) noexcept {
     if constexpr (is_lane<V>) *p = v;
     else v.store_unaligned(p);

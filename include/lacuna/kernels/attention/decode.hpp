@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -73,6 +74,11 @@ template <class T> struct decode_args {
 /// Queries handled together in a decode task: their scores share each load of a key row.
 inline constexpr std::size_t decode_rows = 16;
 
+/// The row stride of a tile of scores of `rows` queries (key j, query r at j · stride + r): a power
+/// of two, so that a register holds the scores of whole keys (four keys of four queries, the usual
+/// group of query heads a KV head serves) and the softmax computes no lanes for absent queries.
+inline std::size_t decode_stride(std::size_t rows) noexcept { return std::bit_ceil(rows); }
+
 /// The floats of scratch one thread needs: attention's for bfloat16, whose staging area holds the
 /// row of zeros that pads a tile of keys (decode widens nothing into it: values are widened as
 /// they are loaded).
@@ -92,14 +98,39 @@ struct flash_decode {
 
 namespace detail {
 
+// The key or value rows `distance` positions past the one being read, in this tile or the next (a
+// tile stays in one page, so its rows are evenly spaced), prefetched as the tile computes: the
+// cache then streams from memory while the core works. Prefetching the whole next tile at once
+// instead left the core waiting on that burst, then computing while memory idled (decode took the
+// sum of the two times; now about the larger).
+struct rows_ahead {
+    static constexpr std::size_t distance = 16;
+    const char* here;       // row 0 of this tile
+    std::size_t keys;       // rows in this tile
+    const char* next;       // row 0 of the next tile
+    std::size_t next_keys;  // rows in the next tile (0: none)
+    std::size_t stride;     // bytes from row to row
+    std::size_t bytes;      // bytes of a row
+
+    // The row `distance` past row j.
+    LACUNA_ALWAYS_INLINE void operator()(std::size_t j) const noexcept {
+        j += distance;
+        const char* row = j < keys ? here + j * stride : j - keys < next_keys ? next + (j - keys) * stride : nullptr;
+        if (!row) return;
+        const auto end = std::uintptr_t(row + bytes);
+        for (auto line = std::uintptr_t(row) & ~std::uintptr_t(63); line < end; line += 64) __builtin_prefetch(reinterpret_cast<const void*>(line));
+    }
+};
+
 // st[j · ld + r] = qf[r] · krow[j] for RB query rows from r0 and the keys of the tile: blocks of
 // RB rows × (width / RB) keys, whose width<V> dot products accumulate in one register each and are
 // reduced together; each step loads RB pieces of queries and width / RB of keys for width FMAs.
 // qf holds the rows rounded up to RB (zeros past the last), krow the keys rounded up to the
-// register width (rows of zeros past the last).
+// register width (rows of zeros past the last), whose scores may be written past the tile's keys.
+// ahead, if given, prefetches key rows as the keys are read.
 template <class Arch, std::size_t RB, class T>
 LACUNA_ALWAYS_INLINE void decode_scores(const float* qf, std::size_t r0, std::size_t d, const T* const* krow,
-                                        std::size_t keys, float* st, std::size_t ld) noexcept {
+                                        std::size_t keys, float* st, std::size_t ld, const rows_ahead* ahead) noexcept {
     using V = simd::vec<float, Arch>;
     constexpr std::size_t w = simd::width<V>, KB = w / RB;
     const std::size_t body = d / w * w;
@@ -109,14 +140,24 @@ LACUNA_ALWAYS_INLINE void decode_scores(const float* qf, std::size_t r0, std::si
         for (std::size_t e = 0; e < w; ++e) part[e] = V(0.f);
         for (std::size_t c = 0; c < body; c += w) {
             V qc[RB], kc[KB];
-            for (std::size_t rb = 0; rb < RB; ++rb) qc[rb] = simd::load<V>(q + rb * d + c);
-            for (std::size_t kb = 0; kb < KB; ++kb) kc[kb] = simd::load<V>(krow[j0 + kb] + c);
+            for (std::size_t rb = 0; rb < RB; ++rb) qc[rb] = simd::load_to_register<V>(q + rb * d + c);
+            for (std::size_t kb = 0; kb < KB; ++kb) kc[kb] = simd::load_to_register<V>(krow[j0 + kb] + c);
             for (std::size_t kb = 0; kb < KB; ++kb)
                 for (std::size_t rb = 0; rb < RB; ++rb) part[kb * RB + rb] = simd::fma(qc[rb], kc[kb], part[kb * RB + rb]);
         }
+        if (ahead)
+            for (std::size_t kb = 0; kb < KB; ++kb) (*ahead)(j0 + kb);
+        const V total = [&] {
+            if constexpr (w == 1) return part[0];
+            else return simd::sums_of(part);
+        }();
+        // One block of rows as wide as the stride: the sums are laid out as the scores of KB keys.
+        if (RB == ld && body == d) {
+            simd::store(st + j0 * ld, total);
+            continue;
+        }
         alignas(64) float sums[w];
-        if constexpr (w == 1) sums[0] = part[0];
-        else simd::store(sums, simd::sums_of(part));
+        simd::store(sums, total);
         for (std::size_t kb = 0; kb < KB && j0 + kb < keys; ++kb)
             for (std::size_t rb = 0; rb < RB; ++rb) {
                 float tail = 0.f;
@@ -134,7 +175,7 @@ LACUNA_ALWAYS_INLINE void decode_scores(const float* qf, std::size_t r0, std::si
 template <std::size_t RB>
 __attribute__((target("avx512bf16,avx512bw,avx512vl,avx512dq,avx512f"))) inline void
 decode_scores_dpbf16(const bfloat16* q2, std::size_t r0, std::size_t d, const bfloat16* const* krow, std::size_t keys,
-                     float scale, float* st, std::size_t ld) noexcept {
+                     float scale, float* st, std::size_t ld, const rows_ahead* ahead) noexcept {
     using V = simd::vec<float, xsimd::avx512bw>;
     constexpr std::size_t KB = 16 / RB;
     const std::size_t body = d / 32 * 32;
@@ -149,10 +190,17 @@ decode_scores_dpbf16(const bfloat16* q2, std::size_t r0, std::size_t d, const bf
             for (std::size_t kb = 0; kb < KB; ++kb)
                 for (std::size_t rb = 0; rb < RB; ++rb) part[kb * RB + rb] = _mm512_dpbf16_ps(part[kb * RB + rb], qc[rb], kc[kb]);
         }
+        if (ahead)
+            for (std::size_t kb = 0; kb < KB; ++kb) (*ahead)(j0 + kb);
         V rows[16];
         for (std::size_t e = 0; e < 16; ++e) rows[e] = V(part[e]);
+        const V total = simd::sums_of(rows);
+        if (RB == ld && body == d) {
+            simd::store(st + j0 * ld, total * V(scale));
+            continue;
+        }
         alignas(64) float sums[16];
-        simd::store(sums, simd::sums_of(rows));
+        simd::store(sums, total);
         for (std::size_t kb = 0; kb < KB && j0 + kb < keys; ++kb)
             for (std::size_t rb = 0; rb < RB; ++rb) {
                 float tail = 0.f;
@@ -173,21 +221,23 @@ template <std::size_t most, class Block> LACUNA_ALWAYS_INLINE void for_row_block
 }
 
 // The scores of `rows` queries into st (see decode_scores): qt holds the rows scaled as floats, or
-// with `pairs` (bfloat16 on a CPU with vdpbf16ps) unscaled as bfloat16.
+// with `pairs` (bfloat16 on a CPU with vdpbf16ps) unscaled as bfloat16. ahead, if given, prefetches
+// key rows as the first block of rows reads the keys.
 template <class Arch, class T>
 LACUNA_ALWAYS_INLINE void decode_score_rows(const float* qt, bool pairs, float scale, std::size_t rows, std::size_t d,
-                                            const T* const* krow, std::size_t keys, float* st, std::size_t ld) noexcept {
+                                            const T* const* krow, std::size_t keys, float* st, std::size_t ld,
+                                            const rows_ahead* ahead = nullptr) noexcept {
     constexpr std::size_t most = std::min<std::size_t>(4, simd::width<simd::vec<float, Arch>>);
 #if XSIMD_WITH_AVX512BW
     if constexpr (std::is_same_v<T, bfloat16> && std::is_same_v<Arch, xsimd::avx512bw>)
         if (pairs) {
             const auto* q2 = reinterpret_cast<const bfloat16*>(qt);
-            for_row_blocks<most>(rows, [&]<std::size_t RB>(std::size_t r) { decode_scores_dpbf16<RB>(q2, r, d, krow, keys, scale, st, ld); });
+            for_row_blocks<most>(rows, [&]<std::size_t RB>(std::size_t r) { decode_scores_dpbf16<RB>(q2, r, d, krow, keys, scale, st, ld, r == 0 ? ahead : nullptr); });
             return;
         }
 #endif
     (void)pairs, (void)scale;
-    for_row_blocks<most>(rows, [&]<std::size_t RB>(std::size_t r) { decode_scores<Arch, RB>(qt, r, d, krow, keys, st, ld); });
+    for_row_blocks<most>(rows, [&]<std::size_t RB>(std::size_t r) { decode_scores<Arch, RB>(qt, r, d, krow, keys, st, ld, r == 0 ? ahead : nullptr); });
 }
 
 // Calls block(b, hk, r0, rows, j_begin, j_end, partials) for every block of up to decode_rows
@@ -227,7 +277,8 @@ void decode_begin(const decode_args<T>& a, const flash_scratch& s, bool pairs, s
         s.l[c] = 0.f;
     }
     std::fill(s.o, s.o + rows * a.dv, 0.f);
-    for (std::size_t j = 0; j < attention_key_block; ++j) std::fill(s.st + j * decode_rows + rows, s.st + (j + 1) * decode_rows, 0.f);
+    const std::size_t ld = decode_stride(rows);
+    for (std::size_t j = 0; j < attention_key_block; ++j) std::fill(s.st + j * ld + rows, s.st + (j + 1) * ld, 0.f);
 }
 
 // Causal: scores of the tile's keys [j0, j0 + keys) that are in a query's future become -inf.
@@ -235,10 +286,22 @@ template <class T>
 void decode_mask_future(const decode_args<T>& a, const flash_scratch& s, std::size_t length, std::size_t r0, std::size_t rows,
                         std::size_t j0, std::size_t keys) noexcept {
     if (!a.causal || j0 + keys + a.lq <= length + 1) return;
+    const std::size_t ld = decode_stride(rows);
     for (std::size_t r = 0; r < rows; ++r) {
         const std::size_t last = length - a.lq + (r0 + r) % a.lq; // the query's own position
-        for (std::size_t j = std::max(last + 1, j0); j < j0 + keys; ++j) s.st[(j - j0) * decode_rows + r] = -std::numeric_limits<float>::infinity();
+        for (std::size_t j = std::max(last + 1, j0); j < j0 + keys; ++j) s.st[(j - j0) * ld + r] = -std::numeric_limits<float>::infinity();
     }
+}
+
+// online_softmax over a tile of scores of `rows` queries (keys × decode_stride(rows)): a stride
+// narrower than a register packs the keys, whose last register is filled with -inf past them.
+template <class Arch> LACUNA_ALWAYS_INLINE void decode_softmax(const flash_scratch& s, std::size_t rows, std::size_t keys) noexcept {
+    constexpr std::size_t w = simd::width<simd::vec<float, Arch>>;
+    const std::size_t ld = decode_stride(rows);
+    if (ld >= w) return online_softmax<Arch>(s, keys, ld, ld);
+    const std::size_t packed = (keys * ld + w - 1) / w;
+    std::fill(s.st + keys * ld, s.st + packed * w, -std::numeric_limits<float>::infinity());
+    online_softmax<Arch>(s, packed, w, w, ld);
 }
 
 // The partials of rows [r0, r0 + rows): running max, sum, accumulator.
@@ -257,38 +320,35 @@ template <class Arch, class T>
 void decode_block(const decode_args<T>& a, const flash_scratch& s, std::size_t b, std::size_t hk, std::size_t r0,
                   std::size_t rows, std::size_t j_begin, std::size_t j_end, float* partials) noexcept {
     using V = simd::vec<float, Arch>;
-    constexpr std::size_t w = simd::width<V>, ld = decode_rows, bk = attention_key_block;
-    const std::size_t columns = (rows + w - 1) / w * w;
+    constexpr std::size_t w = simd::width<V>, bk = attention_key_block;
+    const std::size_t ld = decode_stride(rows);
     const bool pairs = scores_by_dpbf16<Arch, T>();
     decode_begin(a, s, pairs, b, hk, r0, rows);
     // A row of zeros (in the unused staging area) for the key slots past the end of a tile.
     std::fill(s.kf, s.kf + a.d, 0.f);
     const T* zero_row = reinterpret_cast<const T*>(s.kf);
 
-    for (std::size_t j0 = j_begin; j0 < j_end;) {
-        // A tile stays inside one page, so its rows are evenly spaced.
-        const std::size_t page_end = (j0 / a.kv.page_size + 1) * a.kv.page_size;
-        const std::size_t keys = std::min({bk, j_end - j0, page_end - j0});
-        const T* krow[bk + w];
-        for (std::size_t j = 0; j < keys; ++j) krow[j] = a.kv.k_row_at(b, hk, j0) + j * a.kv.k_row;
-        for (std::size_t j = keys; j < (keys + w - 1) / w * w; ++j) krow[j] = zero_row;
-        // The next tile's rows: while this one computes, its keys and values come from memory.
-        if (const std::size_t next = j0 + keys; next < j_end) {
-            const std::size_t n = std::min({bk, j_end - next, (next / a.kv.page_size + 1) * a.kv.page_size - next});
-            const auto* kr = reinterpret_cast<const char*>(a.kv.k_row_at(b, hk, next));
-            const auto* vr = reinterpret_cast<const char*>(a.kv.v_row_at(b, hk, next));
-            for (std::size_t j = 0; j < n; ++j) {
-                for (std::size_t byte = 0; byte < a.d * sizeof(T); byte += 64) __builtin_prefetch(kr + j * a.kv.k_row * sizeof(T) + byte);
-                for (std::size_t byte = 0; byte < a.dv * sizeof(T); byte += 64) __builtin_prefetch(vr + j * a.kv.v_row * sizeof(T) + byte);
-            }
-        }
-        decode_score_rows<Arch>(s.qt, pairs, a.scale, rows, a.d, krow, keys, s.st, ld);
-        decode_mask_future(a, s, a.lengths[b], r0, rows, j0, keys);
-        online_softmax<Arch>(s, keys, ld, columns);
-        // bfloat16 values are widened as they are loaded: each load serves all rows of the group.
+    // A tile stays inside one page, so its rows are evenly spaced.
+    auto tile_keys = [&](std::size_t j) { return std::min({bk, j_end - j, (j / a.kv.page_size + 1) * a.kv.page_size - j}); };
+    for (std::size_t j0 = j_begin, keys; j0 < j_end; j0 += keys) {
+        keys = tile_keys(j0);
+        const std::size_t next = j0 + keys, next_keys = next < j_end ? tile_keys(next) : 0;
+        const T* kt = a.kv.k_row_at(b, hk, j0);
         const T* vt = a.kv.v_row_at(b, hk, j0);
-        add_values<Arch>(s, rows, a.dv, keys, ld, [&](std::size_t j) { return vt + j * a.kv.v_row; });
-        j0 += keys;
+        const T* krow[bk + w];
+        for (std::size_t j = 0; j < keys; ++j) krow[j] = kt + j * a.kv.k_row;
+        for (std::size_t j = keys; j < (keys + w - 1) / w * w; ++j) krow[j] = zero_row;
+        auto rows_of = [&](const T* here, const T* after, std::size_t stride, std::size_t elements) {
+            return rows_ahead{reinterpret_cast<const char*>(here), keys, reinterpret_cast<const char*>(after), next_keys,
+                              stride * sizeof(T), elements * sizeof(T)};
+        };
+        const rows_ahead k_ahead = rows_of(kt, next_keys ? a.kv.k_row_at(b, hk, next) : nullptr, a.kv.k_row, a.d);
+        const rows_ahead v_ahead = rows_of(vt, next_keys ? a.kv.v_row_at(b, hk, next) : nullptr, a.kv.v_row, a.dv);
+        decode_score_rows<Arch>(s.qt, pairs, a.scale, rows, a.d, krow, keys, s.st, ld, &k_ahead);
+        decode_mask_future(a, s, a.lengths[b], r0, rows, j0, keys);
+        decode_softmax<Arch>(s, rows, keys);
+        // bfloat16 values are widened as they are loaded: each load serves all rows of the group.
+        add_values<Arch>(s, rows, a.dv, keys, ld, [&](std::size_t j) { return vt + j * a.kv.v_row; }, v_ahead);
     }
     decode_end(a, s, r0, rows, partials);
 }

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <type_traits>
 #include <utility>
@@ -257,21 +258,27 @@ score_tile_dpbf16(const bfloat16* const* krow, const bfloat16* qt2, std::size_t 
 }
 #endif
 
+// A prefetch hook of add_values that fetches nothing (see rows_ahead in decode.hpp).
+struct no_prefetch {
+    void operator()(std::size_t) const noexcept {}
+};
+
 // o[c][cols] = o[c][cols] · alpha[c] + Σ_j p[j][c] · vrow(j)[cols] for R queries c0 .. c0 + R - 1 and
-// the columns [j0, j0 + tiles · width<V>).
-template <class V, std::size_t tiles, std::size_t R, class VRow>
+// the columns [col, col + tiles · width<V>); ahead(j) is called as key j is read.
+template <class V, std::size_t tiles, std::size_t R, class VRow, class Ahead>
 LACUNA_ALWAYS_INLINE void value_tile(float* o, std::size_t ldo, const float* alpha, const float* p, std::size_t ldp,
-                                     std::size_t keys, const VRow& vrow, std::size_t col) noexcept {
+                                     std::size_t keys, const VRow& vrow, std::size_t col, const Ahead& ahead) noexcept {
     constexpr std::size_t w = simd::width<V>;
     V acc[R][tiles];
     for (std::size_t r = 0; r < R; ++r)
         for (std::size_t t = 0; t < tiles; ++t) acc[r][t] = simd::load<V>(o + r * ldo + col + t * w) * V(alpha[r]);
     for (std::size_t j = 0; j < keys; ++j) {
+        ahead(j);
         V pr[R];
         for (std::size_t r = 0; r < R; ++r) pr[r] = V(p[j * ldp + r]);
         const auto* row = vrow(j) + col; // float, or bfloat16 widened as it is loaded
         for (std::size_t t = 0; t < tiles; ++t) {
-            const V vt = simd::load<V>(row + t * w);
+            const V vt = simd::load_to_register<V>(row + t * w);
             for (std::size_t r = 0; r < R; ++r) acc[r][t] = simd::fma(pr[r], vt, acc[r][t]);
         }
     }
@@ -280,14 +287,16 @@ LACUNA_ALWAYS_INLINE void value_tile(float* o, std::size_t ldo, const float* alp
 }
 
 // The accumulator of `rows` queries (rows × dv) rescaled by alpha, plus the probabilities of the
-// tile (keys × ld, in st) times the values vrow(j), several queries at a time.
-template <class Arch, class VRow>
+// tile (keys × ld, in st) times the values vrow(j), several queries at a time; ahead(j) is called
+// as value row j is first read.
+template <class Arch, class VRow, class Ahead = no_prefetch>
 LACUNA_ALWAYS_INLINE void add_values(const flash_scratch& s, std::size_t rows, std::size_t dv, std::size_t keys, std::size_t ld,
-                                     const VRow& vrow) noexcept {
+                                     const VRow& vrow, const Ahead& ahead = {}) noexcept {
     constexpr std::size_t R = flash_shape<Arch>::rows;
     for_each_panel<Arch>(dv, [&]<class V, std::size_t tiles>(std::size_t col) {
         auto group = [&]<std::size_t G>(std::size_t c) {
-            value_tile<V, tiles, G>(s.o + c * dv, dv, s.alpha + c, s.st + c, ld, keys, vrow, col);
+            if (c == 0 && col == 0) value_tile<V, tiles, G>(s.o + c * dv, dv, s.alpha + c, s.st + c, ld, keys, vrow, col, ahead);
+            else value_tile<V, tiles, G>(s.o + c * dv, dv, s.alpha + c, s.st + c, ld, keys, vrow, col, no_prefetch{});
         };
         std::size_t c = 0;
         for (; c + R <= rows; c += R) group.template operator()<R>(c);
@@ -299,17 +308,33 @@ LACUNA_ALWAYS_INLINE void add_values(const flash_scratch& s, std::size_t rows, s
     });
 }
 
+// Each lane of v combined by op with the lanes congruent to it modulo period (which divides the
+// width): once a tile, so plain scalar code.
+template <class V, class Op> LACUNA_ALWAYS_INLINE V fold_lanes(V v, std::size_t period, Op op) noexcept {
+    constexpr std::size_t w = simd::width<V>;
+    alignas(64) float lane[w];
+    simd::store(lane, v);
+    for (std::size_t l = period; l < w; ++l) lane[l % period] = op(lane[l % period], lane[l]);
+    for (std::size_t l = period; l < w; ++l) lane[l] = lane[l % period];
+    return simd::load<V>(lane);
+}
+
 // Folds a tile of scores (keys × the first `columns` of ld columns, a multiple of the register
 // width; masked scores -inf) into the running max m and sum l of each query, leaving exp(score - max)
-// in place and the factor that rescales the accumulator in alpha.
+// in place and the factor that rescales the accumulator in alpha. A period below the width packs
+// several keys in a register row (ld = columns = width): query q is every lane l with l % period = q,
+// whose m, l and alpha are kept in all of those lanes.
 template <class Arch>
-LACUNA_ALWAYS_INLINE void online_softmax(const flash_scratch& s, std::size_t keys, std::size_t ld, std::size_t columns) noexcept {
+LACUNA_ALWAYS_INLINE void online_softmax(const flash_scratch& s, std::size_t keys, std::size_t ld, std::size_t columns,
+                                         std::size_t period = simd::width<simd::vec<float, Arch>>) noexcept {
     using V = simd::vec<float, Arch>;
     const V neg_inf(-std::numeric_limits<float>::infinity());
+    const bool packed = period < simd::width<V>;
     for (std::size_t c = 0; c < columns; c += simd::width<V>) {
         const V m_old = simd::load<V>(s.m + c);
         V m_new = m_old;
         for (std::size_t j = 0; j < keys; ++j) m_new = simd::max(m_new, simd::load<V>(s.st + j * ld + c));
+        if (packed) m_new = fold_lanes(m_new, period, [](float x, float y) { return std::max(x, y); });
         // Nothing kept yet: subtract 0, so that exp(-inf - 0) = 0 rather than exp(-inf + inf) = NaN.
         const V m_use = simd::select(m_new == neg_inf, V(0.f), m_new);
         V sum(0.f);
@@ -318,6 +343,7 @@ LACUNA_ALWAYS_INLINE void online_softmax(const flash_scratch& s, std::size_t key
             simd::store(s.st + j * ld + c, p);
             sum += p;
         }
+        if (packed) sum = fold_lanes(sum, period, std::plus<float>());
         const V alpha = simd::exp(m_old - m_use);
         simd::store(s.alpha + c, alpha);
         simd::store(s.l + c, simd::fma(simd::load<V>(s.l + c), alpha, sum));

@@ -37,11 +37,8 @@ template <class V, class T> LACUNA_ALWAYS_INLINE V expand(std::uint32_t bits, co
 #if XSIMD_WITH_AVX512F
     if constexpr (!simd::is_lane<V>) {
         if constexpr (std::is_base_of_v<xsimd::avx512f, typename V::arch_type>) {
-            // A load, then a register expand: vexpandps from memory is several times slower on Zen 4
-            // and 5, and the empty asm keeps the compiler from folding the load back into it.
-            __m512 x = __m512(simd::load<V>(values));
-            asm("" : "+v"(x));
-            return V(_mm512_maskz_expand_ps(__mmask16(bits), x));
+            // A load, then a register expand: vexpandps from memory is several times slower.
+            return V(_mm512_maskz_expand_ps(__mmask16(bits), __m512(simd::load_to_register<V>(values))));
         }
     }
 #endif
@@ -50,11 +47,11 @@ template <class V, class T> LACUNA_ALWAYS_INLINE V expand(std::uint32_t bits, co
     return simd::load<V>(lanes);
 }
 
-// st[j · decode_rows + r] = Σ_c qt[r][c] · K[64·tile + j][c] for R rows from r0 and the 64 keys of
-// a complete tile: per channel, its stored keys expanded into registers of tokens.
+// st[j · ld + r] = Σ_c qt[r][c] · K[64·tile + j][c] for R rows from r0 and the 64 keys of a
+// complete tile: per channel, its stored keys expanded into registers of tokens.
 template <class Arch, std::size_t R, class T>
 void sparse_tile_scores(const float* qt, std::size_t r0, std::size_t d, const sparse_kv_head<T>& h, std::size_t tile,
-                        float* st) noexcept {
+                        float* st, std::size_t ld) noexcept {
     using V = simd::vec<float, Arch>;
     constexpr std::size_t w = simd::width<V>, P = 64 / w;
     constexpr std::uint64_t piece_mask = w == 64 ? ~std::uint64_t(0) : (std::uint64_t(1) << w) - 1;
@@ -79,11 +76,11 @@ void sparse_tile_scores(const float* qt, std::size_t r0, std::size_t d, const sp
         for (std::size_t p = 0; p < P; ++p) {
             alignas(64) float lanes[w];
             simd::store(lanes, acc[r][p]);
-            for (std::size_t l = 0; l < w; ++l) st[(p * w + l) * decode_rows + r0 + r] = lanes[l];
+            for (std::size_t l = 0; l < w; ++l) st[(p * w + l) * ld + r0 + r] = lanes[l];
         }
 }
 
-// o[r] = o[r]·alpha[r] + Σ_j st[j][r] · V[j0 + j] for the rows and the tile's keys, values from their
+// o[r] = o[r]·alpha[r] + Σ_j st[j · ld + r] · V[j0 + j] for the rows and the tile's keys, values from their
 // tiles: per chunk of 64 channels and group of G rows, each key's mask and probabilities are read
 // once, its stored values expanded into registers of channels that accumulate in registers.
 template <class Arch, class T>
@@ -92,7 +89,7 @@ void sparse_add_values(const flash_scratch& s, std::size_t rows, std::size_t dv,
     using V = simd::vec<float, Arch>;
     constexpr std::size_t w = simd::width<V>, P = 64 / w, R = w >= 16 ? 4 : 1;
     constexpr std::uint64_t piece_mask = w == 64 ? ~std::uint64_t(0) : (std::uint64_t(1) << w) - 1;
-    const std::size_t chunks = (dv + 63) / 64;
+    const std::size_t chunks = (dv + 63) / 64, ld = decode_stride(rows);
     for (std::size_t ch = 0; ch < chunks; ++ch) {
         const std::size_t c0 = ch * 64, width = std::min<std::size_t>(64, dv - c0), pieces = width / w;
         // Whole chunks with a compile-time count of registers, so that the loops over them unroll.
@@ -107,7 +104,7 @@ void sparse_add_values(const flash_scratch& s, std::size_t rows, std::size_t dv,
                 const std::uint64_t mask = h.v_bits[tile];
                 const T* values = h.v_values + h.v_offsets[tile];
                 V prob[G];
-                for (std::size_t r = 0; r < G; ++r) prob[r] = V(s.st[j * decode_rows + r0 + r]);
+                for (std::size_t r = 0; r < G; ++r) prob[r] = V(s.st[j * ld + r0 + r]);
                 for (std::size_t p = 0; p < count; ++p) {
                     const auto piece = std::uint32_t(mask >> (p * w) & piece_mask);
                     const V v = expand<V>(piece, values);
@@ -133,7 +130,7 @@ void sparse_add_values(const flash_scratch& s, std::size_t rows, std::size_t dv,
                     const std::size_t tile = (j0 + j) * chunks + ch;
                     const std::uint64_t mask = h.v_bits[tile];
                     if (mask >> (c - c0) & 1)
-                        sum = simd::fma(s.st[j * decode_rows + r], float(h.v_values[h.v_offsets[tile] + std::popcount(mask & ((std::uint64_t(1) << (c - c0)) - 1))]), sum);
+                        sum = simd::fma(s.st[j * ld + r], float(h.v_values[h.v_offsets[tile] + std::popcount(mask & ((std::uint64_t(1) << (c - c0)) - 1))]), sum);
                 }
                 s.o[r * dv + c] = sum;
             }
@@ -149,7 +146,7 @@ void sparse_decode_block(const decode_args<T>& a, const flash_scratch& s, std::s
     constexpr std::size_t w = simd::width<V>, bk = attention_key_block, R = w >= 16 ? 4 : 1;
     static_assert(bk == 64, "a tile of scores is one key tile");
     const sparse_kv_head<T>& h = a.sparse[hk];
-    const std::size_t columns = (rows + w - 1) / w * w, length = a.lengths[0], full_tiles = length / bk;
+    const std::size_t ld = decode_stride(rows), length = a.lengths[0], full_tiles = length / bk;
     decode_begin(a, s, false, 0, hk, r0, rows); // queries scaled as floats: the tiles expand to floats
     std::fill(s.kf, s.kf + a.d, 0.f);
     const T* zero_row = reinterpret_cast<const T*>(s.kf);
@@ -157,16 +154,16 @@ void sparse_decode_block(const decode_args<T>& a, const flash_scratch& s, std::s
         const std::size_t keys = std::min(bk, j_end - j0), tile = j0 / bk;
         if (tile < full_tiles) {
             std::size_t r = 0;
-            for (; r + R <= rows; r += R) sparse_tile_scores<Arch, R>(s.qt, r, a.d, h, tile, s.st);
-            for (; r < rows; ++r) sparse_tile_scores<Arch, 1>(s.qt, r, a.d, h, tile, s.st);
+            for (; r + R <= rows; r += R) sparse_tile_scores<Arch, R>(s.qt, r, a.d, h, tile, s.st, ld);
+            for (; r < rows; ++r) sparse_tile_scores<Arch, 1>(s.qt, r, a.d, h, tile, s.st, ld);
         } else { // the last block's dense rows
             const T* krow[bk + w];
             for (std::size_t j = 0; j < keys; ++j) krow[j] = h.k_tail + j * a.d;
             for (std::size_t j = keys; j < (keys + w - 1) / w * w; ++j) krow[j] = zero_row;
-            decode_score_rows<Arch>(s.qt, false, a.scale, rows, a.d, krow, keys, s.st, decode_rows);
+            decode_score_rows<Arch>(s.qt, false, a.scale, rows, a.d, krow, keys, s.st, ld);
         }
         decode_mask_future(a, s, length, r0, rows, j0, keys);
-        online_softmax<Arch>(s, keys, decode_rows, columns);
+        decode_softmax<Arch>(s, rows, keys);
         sparse_add_values<Arch>(s, rows, a.dv, keys, h, j0);
     }
     decode_end(a, s, r0, rows, partials);

@@ -129,11 +129,8 @@ void spmv_bitmap::operator()(xsimd::avx512bw, const bitmap_product_args<T, Index
                     if constexpr (permute) {
                         spread = _mm512_maskz_permutexvar_ps(m, _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(ranks, q)), packed);
                     } else {
-                        // The empty asm keeps the load out of vexpandps (its memory form is slower
-                        // on Zen 5: 10% dense rows ~9% slower).
-                        __m512 in_register = packed;
-                        asm("" : "+v"(in_register));
-                        spread = _mm512_maskz_expand_ps(m, in_register);
+                        // From a register: the memory form of vexpandps made 10% dense rows ~9% slower.
+                        spread = _mm512_maskz_expand_ps(m, simd::in_register(packed));
                     }
                     acc[q % 2] = _mm512_fmadd_ps(spread, _mm512_maskz_loadu_ps(m, x + 16 * q), acc[q % 2]);
                     v += std::popcount(unsigned(m));
