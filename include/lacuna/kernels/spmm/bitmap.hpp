@@ -9,6 +9,7 @@
 
 #include "lacuna/kernels/spmm/common.hpp"
 #include "lacuna/simd/compat.hpp"
+#include "lacuna/simd/spread.hpp"
 
 #if LACUNA_X86_64
 #include <immintrin.h>
@@ -102,32 +103,23 @@ void spmv_bitmap::operator()(xsimd::avx512bw, const bitmap_product_args<T, Index
     };
     // A row of words; each 16-bit slice of a word spreads its packed values to its set lanes (zero
     // elsewhere) against a masked load of x, which never reads past x (bits past the last column are
-    // zero). Two ways to spread: vexpandps costs about 2 + 1.6 cycles a kept value on Zen 5; a permute
-    // by each value's rank in its slice, the ranks of a whole word from one prefix sum over its bits
-    // as bytes, costs the same at any density: rows sparser than 1 in 8 expand, the others permute.
+    // zero). Two ways to spread: vexpandps costs about 2 + 1.6 cycles a kept value on Zen 5, the
+    // permute of simd/spread.hpp the same at any density: rows sparser than 1 in 8 expand, the others
+    // permute.
     auto row = [&]<bool whole, bool permute>(std::size_t i) LACUNA_LAMBDA_INLINE {
         __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
         for (std::size_t w = 0; w < a.words_per_row; ++w) {
             const std::uint64_t bits = a.bits[i * a.words_per_row + w];
             const T* v = a.values + a.offsets[i * a.words_per_row + w];
             const float* x = a.d.b + w * 64;
-            __m512i ranks = _mm512_setzero_si512(); // byte 16q + j: bit j's rank among the set bits of slice q
-            if constexpr (permute) {
-                const __m512i one = _mm512_set1_epi8(1);
-                ranks = _mm512_maskz_mov_epi8(_cvtu64_mask64(bits), one);
-                ranks = _mm512_add_epi8(ranks, _mm512_bslli_epi128(ranks, 1));
-                ranks = _mm512_add_epi8(ranks, _mm512_bslli_epi128(ranks, 2));
-                ranks = _mm512_add_epi8(ranks, _mm512_bslli_epi128(ranks, 4));
-                ranks = _mm512_add_epi8(ranks, _mm512_bslli_epi128(ranks, 8));
-                ranks = _mm512_sub_epi8(ranks, one);
-            }
+            const __m512i ranks = permute ? simd::slice_ranks(bits) : _mm512_setzero_si512();
             [&]<int... q>(std::integer_sequence<int, q...>) LACUNA_LAMBDA_INLINE {
                 ([&] {
                     const auto m = __mmask16(bits >> (16 * q));
                     const __m512 packed = load16.template operator()<whole>(v);
                     __m512 spread;
                     if constexpr (permute) {
-                        spread = _mm512_maskz_permutexvar_ps(m, _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(ranks, q)), packed);
+                        spread = simd::spread_slice<q>(ranks, bits, packed);
                     } else {
                         // From a register: the memory form of vexpandps made 10% dense rows ~9% slower.
                         spread = _mm512_maskz_expand_ps(m, simd::in_register(packed));
