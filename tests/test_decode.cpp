@@ -86,8 +86,9 @@ TEMPLATE_TEST_CASE("decode_attention over contiguous and paged caches matches th
         {1, 1, 1, 1, 1, 8, 8},        {2, 8, 2, 1, 100, 64, 64},  {1, 4, 4, 3, 1500, 80, 80},
         {2, 32, 8, 1, 2100, 32, 32},  {1, 8, 1, 5, 700, 17, 24},  {1, 2, 1, 20, 1030, 16, 16},
         {1, 4, 2, 2, 300, 1, 3},      {1, 8, 2, 1, 1100, 256, 128}, {1, 4, 1, 1, 200, 130, 40},
-        // 2, 6 and 12 queries a KV head: scores packed two and eight to a key, and sixteen wide.
+        // 2, 6, 8 and 12 queries a KV head: scores packed two and eight to a key, and sixteen wide.
         {1, 2, 1, 1, 333, 64, 64},    {1, 6, 1, 1, 500, 128, 64}, {1, 12, 1, 1, 260, 48, 48},
+        {1, 16, 2, 1, 900, 128, 128},
     };
     for (const decode_problem& p : problems)
         for (bool causal : {true, false}) {

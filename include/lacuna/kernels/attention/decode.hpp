@@ -217,13 +217,11 @@ decode_scores_dpbf16(const bfloat16* q2, std::size_t r0, std::size_t d, const bf
 }
 #endif
 
-// Calls block.template operator()<RB>(r) for the rows [0, rows) in blocks of RB <= most rows.
-template <std::size_t most, class Block> LACUNA_ALWAYS_INLINE void for_row_blocks(std::size_t rows, Block&& block) {
-    std::size_t r = 0;
+// Calls block.template operator()<RB>(r) for the rows [r, rows) in blocks of the largest power of
+// two RB <= most (a power of two) that fits.
+template <std::size_t most, class Block> LACUNA_ALWAYS_INLINE void for_row_blocks(std::size_t rows, Block&& block, std::size_t r = 0) {
     for (; r + most <= rows; r += most) block.template operator()<most>(r);
-    if constexpr (most >= 2)
-        for (; r + 2 <= rows; r += 2) block.template operator()<2>(r);
-    for (; r < rows; ++r) block.template operator()<1>(r);
+    if constexpr (most > 1) for_row_blocks<most / 2>(rows, block, r);
 }
 
 // The scores of `rows` queries into st (see decode_scores): qt holds the rows scaled as floats, or
@@ -233,7 +231,9 @@ template <class Arch, class T>
 LACUNA_ALWAYS_INLINE void decode_score_rows(const float* qt, bool pairs, float scale, std::size_t rows, std::size_t d,
                                             const T* const* krow, std::size_t keys, float* st, std::size_t ld,
                                             const rows_ahead* ahead = nullptr) noexcept {
-    constexpr std::size_t most = std::min<std::size_t>(4, simd::width<simd::vec<float, Arch>>);
+    // Eight queries a block on AVX-512 (the usual eight query heads a KV head of large models read
+    // each key once), four below: 8 + 2 loads for 16 FMAs there, and AVX2's 8 + 1 for 8 would not pay.
+    constexpr std::size_t w = simd::width<simd::vec<float, Arch>>, most = w >= 16 ? 8 : std::min<std::size_t>(4, w);
 #if XSIMD_WITH_AVX512BW
     if constexpr (std::is_same_v<T, bfloat16> && std::is_same_v<Arch, xsimd::avx512bw>)
         if (pairs) {
