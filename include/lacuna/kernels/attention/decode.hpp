@@ -8,6 +8,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -157,12 +158,17 @@ LACUNA_ALWAYS_INLINE void decode_scores(const float* qf, std::size_t r0, std::si
             if constexpr (w == 1) return part[0];
             else return simd::sums_of(part);
         }();
-        // One block of rows as wide as the stride: the sums are laid out as the scores of KB keys.
-        if (RB == ld && body == d) {
-            simd::store(st + j0 * ld, total);
+        alignas(64) float sums[w];
+        // Without a tail the sums are the scores, KB runs of RB: one store when the runs fill the stride.
+        if (body == d) {
+            if (RB == ld) {
+                simd::store(st + j0 * ld, total);
+            } else {
+                simd::store(sums, total);
+                for (std::size_t kb = 0; kb < KB; ++kb) std::memcpy(st + (j0 + kb) * ld + r0, sums + kb * RB, RB * sizeof(float));
+            }
             continue;
         }
-        alignas(64) float sums[w];
         simd::store(sums, total);
         for (std::size_t kb = 0; kb < KB && j0 + kb < keys; ++kb)
             for (std::size_t rb = 0; rb < RB; ++rb) {
@@ -201,11 +207,16 @@ decode_scores_dpbf16(const bfloat16* q2, std::size_t r0, std::size_t d, const bf
         V rows[16];
         for (std::size_t e = 0; e < 16; ++e) rows[e] = V(part[e]);
         const V total = simd::sums_of(rows);
-        if (RB == ld && body == d) {
-            simd::store(st + j0 * ld, total * V(scale));
+        alignas(64) float sums[16];
+        if (body == d) {
+            if (RB == ld) {
+                simd::store(st + j0 * ld, total * V(scale));
+            } else {
+                simd::store(sums, total * V(scale));
+                for (std::size_t kb = 0; kb < KB; ++kb) std::memcpy(st + (j0 + kb) * ld + r0, sums + kb * RB, RB * sizeof(float));
+            }
             continue;
         }
-        alignas(64) float sums[16];
         simd::store(sums, total);
         for (std::size_t kb = 0; kb < KB && j0 + kb < keys; ++kb)
             for (std::size_t rb = 0; rb < RB; ++rb) {
