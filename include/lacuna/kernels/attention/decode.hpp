@@ -132,8 +132,8 @@ struct rows_ahead {
 // st[j · ld + r] = qf[r] · krow[j] for RB query rows from r0 and the keys of the tile: blocks of
 // RB rows × (width / RB) keys, whose width<V> dot products accumulate in one register each and are
 // reduced together; each step loads RB pieces of queries and width / RB of keys for width FMAs.
-// qf holds the rows rounded up to RB (zeros past the last), krow the keys rounded up to the
-// register width (rows of zeros past the last), whose scores may be written past the tile's keys.
+// krow holds the keys rounded up to the register width (rows of zeros past the last), whose scores
+// may be written past the tile's keys.
 // ahead, if given, prefetches key rows as the keys are read.
 template <class Arch, std::size_t RB, class T>
 LACUNA_ALWAYS_INLINE void decode_scores(const float* qf, std::size_t r0, std::size_t d, const T* const* krow,
