@@ -129,6 +129,16 @@ struct rows_ahead {
     }
 };
 
+// The scores of a block of RB queries from r0 and width / RB keys from j0, lane kb · RB + rb of
+// total (query r0 + rb, key j0 + kb), into st: runs of RB, one store when they fill the stride ld.
+template <std::size_t RB, class V> LACUNA_ALWAYS_INLINE void store_score_runs(const V& total, float* st, std::size_t ld, std::size_t r0, std::size_t j0) noexcept {
+    constexpr std::size_t w = simd::width<V>;
+    if (RB == ld) return simd::store(st + j0 * ld, total);
+    alignas(64) float sums[w];
+    simd::store(sums, total);
+    for (std::size_t kb = 0; kb < w / RB; ++kb) std::memcpy(st + (j0 + kb) * ld + r0, sums + kb * RB, RB * sizeof(float));
+}
+
 // st[j · ld + r] = qf[r] · krow[j] for RB query rows from r0 and the keys of the tile: blocks of
 // RB rows × (width / RB) keys, whose width<V> dot products accumulate in one register each and are
 // reduced together; each step loads RB pieces of queries and width / RB of keys for width FMAs.
@@ -158,17 +168,11 @@ LACUNA_ALWAYS_INLINE void decode_scores(const float* qf, std::size_t r0, std::si
             if constexpr (w == 1) return part[0];
             else return simd::sums_of(part);
         }();
-        alignas(64) float sums[w];
-        // Without a tail the sums are the scores, KB runs of RB: one store when the runs fill the stride.
-        if (body == d) {
-            if (RB == ld) {
-                simd::store(st + j0 * ld, total);
-            } else {
-                simd::store(sums, total);
-                for (std::size_t kb = 0; kb < KB; ++kb) std::memcpy(st + (j0 + kb) * ld + r0, sums + kb * RB, RB * sizeof(float));
-            }
+        if (body == d) { // no tail: the sums are the scores
+            store_score_runs<RB>(total, st, ld, r0, j0);
             continue;
         }
+        alignas(64) float sums[w];
         simd::store(sums, total);
         for (std::size_t kb = 0; kb < KB && j0 + kb < keys; ++kb)
             for (std::size_t rb = 0; rb < RB; ++rb) {
@@ -207,16 +211,11 @@ decode_scores_dpbf16(const bfloat16* q2, std::size_t r0, std::size_t d, const bf
         V rows[16];
         for (std::size_t e = 0; e < 16; ++e) rows[e] = V(part[e]);
         const V total = simd::sums_of(rows);
-        alignas(64) float sums[16];
-        if (body == d) {
-            if (RB == ld) {
-                simd::store(st + j0 * ld, total * V(scale));
-            } else {
-                simd::store(sums, total * V(scale));
-                for (std::size_t kb = 0; kb < KB; ++kb) std::memcpy(st + (j0 + kb) * ld + r0, sums + kb * RB, RB * sizeof(float));
-            }
+        if (body == d) { // no tail: the sums are the scores
+            store_score_runs<RB>(total * V(scale), st, ld, r0, j0);
             continue;
         }
+        alignas(64) float sums[16];
         simd::store(sums, total);
         for (std::size_t kb = 0; kb < KB && j0 + kb < keys; ++kb)
             for (std::size_t rb = 0; rb < RB; ++rb) {
