@@ -337,6 +337,36 @@ TEMPLATE_TEST_CASE("N:M spmm over long rows: several slices of B, wide and narro
     });
 }
 
+TEMPLATE_TEST_CASE("csr spmm over long dense rows: A's columns a chunk at a time", "[spmm][csr]", lacuna::csr<float>,
+                   lacuna::csr<bfloat16>, (lacuna::csr<float, std::int64_t>)) {
+    LACUNA_FOR_EACH_ARCH();
+    using T = typename TestType::value_type;
+    auto rng = lacuna::test::make_rng();
+    // Rows 60% dense over 9000 columns take the chunked path for every panel of B wider than 8 KiB
+    // a row (all of a 64-column panel on AVX-512, 32 on AVX2, 16 on SSE), with a last chunk
+    // part-filled; 70 rows are two blocks of rows and a partial one; every fifth row is empty and row
+    // 9 is full, so chunks with none or all of a row's elements come up. n = 67 adds narrow panels.
+    const std::size_t m = 70, k = 9000, n = 67;
+    auto dense = lacuna::test::sparse_dense<T>(rng, m, k, 0.6);
+    for (std::size_t i = 0; i < m; i += 5) std::fill_n(dense.begin() + std::ptrdiff_t(i * k), k, T(0.f));
+    for (std::size_t j = 0; j < k; ++j) dense[9 * k + j] = T(1.f + float(j % 3));
+    const auto a = TestType::from_dense(lacuna::matrix_view<const T>(dense, m, k));
+    const auto b = random_vector(rng, k * n);
+    const lacuna::matrix_view<const float> bv(b, k, n);
+    for (auto [alpha, beta] : {std::pair{1.f, 0.f}, std::pair{0.5f, -1.25f}}) {
+        INFO("alpha " << alpha << ", beta " << beta);
+        const auto c0 = beta == 0.f ? poisoned(m * n) : random_vector(rng, m * n);
+        auto c_ref = c0;
+        lacuna::ref::spmm(a, bv, lacuna::matrix_view<float>(c_ref, m, n), alpha, beta);
+        same_for_1_and_2_threads([&] {
+            auto c = c0;
+            lacuna::spmm(a, bv, lacuna::matrix_view<float>(c, m, n), {alpha, beta});
+            CHECK(rel_error(c, c_ref, beta == 0.f ? 0.0 : std::abs(beta) * lacuna::test::norm(c0)) <= 1e-6);
+            return c;
+        });
+    }
+}
+
 TEMPLATE_TEST_CASE("spmm with column-major or bfloat16 B", "[spmm][layouts]", lacuna::csr<float>, (lacuna::nm<bfloat16, 2, 4>),
                    (lacuna::bsr<float, 16, 16>)) {
     LACUNA_FOR_EACH_ARCH();

@@ -58,7 +58,7 @@ void run_product(const Sparse& a, const kernels::dense_operands& d, After&& afte
     using Index = typename Sparse::index_type;
     const bool vector = d.n == 1 && d.ldb == 1;
     if constexpr (compressed_rows<Sparse>) {
-        const kernels::csr_product_args<T, Index> args{d, a.row_ptr(), a.col_idx(), a.values()};
+        const kernels::csr_product_args<T, Index> args{d, a.row_ptr(), a.col_idx(), a.values(), a.rows(), a.cols(), a.nnz()};
         run_on_rows(a.rows(), [&](std::size_t i) { return a.row_ptr()[i]; }, [&](std::size_t r0, std::size_t r1) {
             if (vector) dispatch<kernels::spmv_csr>(&args, r0, r1);
             else dispatch<kernels::spmm_csr>(&args, r0, r1);
