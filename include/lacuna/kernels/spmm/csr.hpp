@@ -41,18 +41,18 @@ namespace detail {
 // B's rows are picked by the column indices, which no hardware prefetcher predicts.
 inline constexpr std::size_t prefetch_distance = 16;
 
-// Row i's stored elements from k on whose columns are below `stop`, against B's tile at column j:
-// returns where they end, their sum in acc. Elements alternate between two sets of accumulators,
-// added at the end (two independent chains a register of the tile hide the FMA latency). B's rows
-// are prefetched unless they are in L1 already (a chunk).
-template <bool prefetch, class V, std::size_t tiles, class T, class Index>
+// A row's stored elements from k on whose columns are below `stop` (all up to `last` for a whole
+// row), against B's tile at column j: returns where they end, their sum in acc. Elements alternate
+// between two sets of accumulators, added at the end (two independent chains a register of the
+// tile hide the FMA latency). A whole row prefetches B's rows; a chunk's are in L1 already.
+template <bool whole_row, class V, std::size_t tiles, class T, class Index>
 LACUNA_ALWAYS_INLINE std::size_t csr_row_tile(const csr_product_args<T, Index>& a, std::size_t k, std::size_t last,
                                               std::size_t stop, std::size_t j, V (&acc)[tiles]) noexcept {
     constexpr std::size_t w = simd::width<V>;
     V odd[tiles];
     for (std::size_t t = 0; t < tiles; ++t) acc[t] = odd[t] = V(0.f);
     auto element = [&](V(&sum)[tiles], std::size_t at) LACUNA_LAMBDA_INLINE {
-        if (prefetch && at + prefetch_distance < last) {
+        if (whole_row && at + prefetch_distance < last) {
             const float* ahead = a.d.b + std::size_t(a.col_idx[at + prefetch_distance]) * a.d.ldb + j;
             for (std::size_t t = 0; t < tiles * w; t += 16) __builtin_prefetch(ahead + t);
         }
@@ -61,11 +61,11 @@ LACUNA_ALWAYS_INLINE std::size_t csr_row_tile(const csr_product_args<T, Index>& 
         for (std::size_t t = 0; t < tiles; ++t) sum[t] = simd::fma(v, simd::load<V>(b + t * w), sum[t]);
     };
     // Columns rise along a row, so the second of a pair below `stop` means both are.
-    for (; k + 2 <= last && std::size_t(a.col_idx[k + 1]) < stop; k += 2) {
+    for (; k + 2 <= last && (whole_row || std::size_t(a.col_idx[k + 1]) < stop); k += 2) {
         element(acc, k);
         element(odd, k + 1);
     }
-    if (k < last && std::size_t(a.col_idx[k]) < stop) element(acc, k++);
+    if (k < last && (whole_row || std::size_t(a.col_idx[k]) < stop)) element(acc, k++);
     for (std::size_t t = 0; t < tiles; ++t) acc[t] += odd[t];
     return k;
 }
@@ -126,7 +126,7 @@ void spmm_csr::operator()(Arch, const csr_product_args<T, Index>* args, std::siz
             for (std::size_t i0 = row_begin; i0 < row_end; i0 += detail::csr_block_rows)
                 block.template operator()<V, tiles>(i0, std::min(row_end, i0 + detail::csr_block_rows), j, chunk);
         } else {
-            for (std::size_t i = row_begin; i < row_end; ++i) { // whole rows, B's rows prefetched
+            for (std::size_t i = row_begin; i < row_end; ++i) {
                 V acc[tiles];
                 detail::csr_row_tile<true>(a, std::size_t(a.row_ptr[i]), std::size_t(a.row_ptr[i + 1]), a.k, j, acc);
                 for (std::size_t t = 0; t < tiles; ++t) detail::finish(a.d.c + i * a.d.ldc + j + t * w, acc[t], a.d);
