@@ -358,7 +358,7 @@ TEMPLATE_TEST_CASE("csr spmm over long dense rows: A's columns a chunk at a time
         const auto c0 = beta == 0.f ? poisoned(m * n) : random_vector(rng, m * n);
         auto c_ref = c0;
         lacuna::ref::spmm(a, bv, lacuna::matrix_view<float>(c_ref, m, n), alpha, beta);
-        same_for_1_and_2_threads([&] {
+        same_for_1_and_2_threads([&, alpha = alpha, beta = beta] {
             auto c = c0;
             lacuna::spmm(a, bv, lacuna::matrix_view<float>(c, m, n), {alpha, beta});
             CHECK(rel_error(c, c_ref, beta == 0.f ? 0.0 : std::abs(beta) * lacuna::test::norm(c0)) <= 1e-6);
