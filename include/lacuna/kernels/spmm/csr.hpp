@@ -84,7 +84,7 @@ inline constexpr double csr_min_chunk_elements = 48;
 // A's columns a chunk takes in a panel `width` floats wide, or A's whole width (no chunks).
 template <class T, class Index>
 std::size_t csr_chunk_cols(const csr_product_args<T, Index>& a, std::size_t width) noexcept {
-    if (a.k * width * sizeof(float) <= csr_cached_panel_bytes) return a.k;
+    if (a.nnz == 0 || a.k * width * sizeof(float) <= csr_cached_panel_bytes) return a.k;
     const std::size_t fit = csr_chunk_bytes / (width * sizeof(float));
     const double per_row = double(a.nnz) / double(a.rows) * double(fit) / double(a.k);
     return per_row >= csr_min_chunk_elements ? fit : a.k;
