@@ -110,10 +110,11 @@ void spmm_csr::operator()(Arch, const csr_product_args<T, Index>* args, std::siz
                 V acc[tiles];
                 const std::size_t from = at[i - i0];
                 at[i - i0] = detail::csr_row_tile<false>(a, from, std::size_t(a.row_ptr[i + 1]), stop, j, acc);
-                if (c0 == 0) // β applies once
-                    for (std::size_t t = 0; t < tiles; ++t) detail::finish(a.d.c + i * a.d.ldc + j + t * w, acc[t], a.d);
-                else if (at[i - i0] != from) // a chunk with none of the row's elements leaves C as it is
-                    for (std::size_t t = 0; t < tiles; ++t) detail::finish(a.d.c + i * a.d.ldc + j + t * w, acc[t], later);
+                // β applies in the first chunk only; a later chunk with none of the row's elements
+                // leaves C as it is.
+                if (c0 == 0 || at[i - i0] != from)
+                    for (std::size_t t = 0; t < tiles; ++t)
+                        detail::finish(a.d.c + i * a.d.ldc + j + t * w, acc[t], c0 == 0 ? a.d : later);
             }
         }
     };
