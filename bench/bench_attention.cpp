@@ -116,6 +116,10 @@ void add_prefill(std::size_t heads, std::size_t l, std::size_t d, bool causal, b
         add("lacuna" + suffix, threads, [o](prefill& p) { lacuna::attention(p.view(p.q), p.view(p.k), p.view(p.v), p.out_view(), o); });
         add("lacuna_bf16" + suffix, threads,
             [o](prefill& p) { lacuna::attention(p.view(p.qb), p.view(p.kb), p.view(p.vb), p.out_view(), o); });
+        lacuna::attention_options rounded = o;
+        rounded.bf16_probabilities = true;
+        add("lacuna_bf16p" + suffix, threads,
+            [rounded](prefill& p) { lacuna::attention(p.view(p.qb), p.view(p.kb), p.view(p.vb), p.out_view(), rounded); });
 #if LACUNA_BENCH_OPENBLAS
         add("openblas" + suffix, threads, [causal](prefill& p) { composed_attention(p, causal); });
 #endif

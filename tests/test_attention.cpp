@@ -12,6 +12,7 @@
 #include "lacuna/layout/bitmap.hpp"
 #include "lacuna/layout/convert.hpp"
 #include "lacuna/layout/csr.hpp"
+#include "lacuna/masks.hpp"
 #include "lacuna/reference/attention.hpp"
 #include "support/arch.hpp"
 #include "support/attention.hpp"
@@ -210,6 +211,65 @@ TEMPLATE_TEST_CASE("attention: NaN and inf at masked positions have no effect, k
         });
         CHECK(rel_error(out, ref) <= 5e-6);
         for (float e : out) CHECK(std::isfinite(e));
+    }
+}
+
+TEST_CASE("attention with bf16_probabilities: within 2^-9 max|v| of the reference", "[attention]") {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    // Whether this arch takes the vdpbf16ps product with v (else the option must change nothing).
+    const bool paired = lacuna::active_arch() == lacuna::arch::avx512 && lacuna::cpu().avx512_bf16;
+    // Dv 80 (panels of 64 and 16), an odd key count, Dv 40 (not a multiple of 16: float products), GQA.
+    const problem problems[] = {
+        {1, 8, 2, 65, 130, 80, 80}, {1, 2, 2, 70, 129, 64, 64}, {1, 3, 3, 64, 64, 16, 40},
+        {2, 4, 1, 70, 70, 64, 64},  {1, 4, 4, 1, 300, 64, 64},  {1, 1, 1, 7, 3, 16, 16},
+    };
+    auto max_error = [](const std::vector<float>& a, const std::vector<float>& b) {
+        double e = 0;
+        for (std::size_t i = 0; i < a.size(); ++i) e = std::max(e, std::abs(double(a[i]) - double(b[i])));
+        return e;
+    };
+    for (const problem& p : problems)
+        for (bool causal : {false, true}) {
+            INFO(p << (causal ? ", causal" : ""));
+            operands<lacuna::bfloat16> x(rng, p);
+            // Masked keys whose values are NaN or inf: they must still contribute nothing.
+            std::vector<char> keep(p.lq * p.lkv, 1);
+            for (std::size_t i = 0; i < p.lq; ++i) keep[i * p.lkv + p.lkv / 2] = 0;
+            for (std::size_t hk = 0; hk < p.kv_heads; ++hk) {
+                lacuna::bfloat16* masked = x.v.data() + (hk * p.lkv + p.lkv / 2) * p.dv;
+                masked[0] = lacuna::bfloat16(std::numeric_limits<float>::quiet_NaN());
+                masked[p.dv - 1] = lacuna::bfloat16(std::numeric_limits<float>::infinity());
+            }
+            lacuna::attention_options o;
+            o.causal = causal;
+            o.boolean_mask = lacuna::tensor4_view<const bool>(lacuna::test::as_bools(keep).data(), {1, 1, p.lq, p.lkv});
+            const result exact = run_attention(x, o);
+            o.bf16_probabilities = true;
+            const result got = run_attention(x, o), want = run_reference(x, o);
+            // |v| <= 1: each probability rounds by at most 2^-9 of itself, and the sum stays float.
+            CHECK(max_error(got.out, want.out) <= 0x1p-9 + 1e-6);
+            CHECK(lse_error(got.lse, want.lse) <= 1e-5);
+            for (float e : got.out) CHECK(std::isfinite(e));
+            if (paired && p.dv % 16 == 0 && p.lkv > 1) CHECK(max_error(got.out, exact.out) > 0);
+            else CHECK(max_error(got.out, exact.out) == 0);
+        }
+
+    SECTION("flex_attention takes the option too") {
+        const problem p{1, 2, 2, 100, 100, 64, 64};
+        const operands<lacuna::bfloat16> x(rng, p);
+        const auto mask = lacuna::create_block_mask(lacuna::masks::causal(), 1, 1, p.lq, p.lkv, 64, 64);
+        lacuna::flex_options o;
+        o.bf16_probabilities = true;
+        std::vector<float> out(x.out_size()), exact(x.out_size()), ref(x.out_size());
+        lacuna::flex_attention(x.qv(), x.kv(), x.vv(), mask, x.out_view(out), lacuna::masks::causal(), {}, o);
+        lacuna::flex_attention(x.qv(), x.kv(), x.vv(), mask, x.out_view(exact), lacuna::masks::causal());
+        const double scale = 1.0 / std::sqrt(double(p.d));
+        lacuna::ref::attention(x.qv(), x.kv(), x.vv(), x.out_view(ref), [&](std::size_t, std::size_t, std::size_t i, std::size_t j, double dot) {
+            return j <= i ? scale * dot : -std::numeric_limits<double>::infinity();
+        });
+        CHECK(max_error(out, ref) <= 0x1p-9 + 1e-6);
+        CHECK((max_error(out, exact) > 0) == paired);
     }
 }
 

@@ -84,9 +84,12 @@ namespace {
 constexpr std::size_t long_context = 65536;
 
 // The documented scratch of attention(): (D + 2·Dv + 68)·64 floats per thread (plus 64·D for
-// bfloat16), plus per task two size_t of work bookkeeping; slack for the few small vectors around them.
-std::size_t attention_bound(std::size_t d, std::size_t dv, std::size_t threads, std::size_t tasks, bool bf16 = false) {
-    return threads * (d + 2 * dv + 68 + (bf16 ? d : 0)) * 64 * sizeof(float) + 2 * (tasks + 2) * sizeof(std::size_t) + 4096;
+// bfloat16, and 32·(64 + Dv) with bf16_probabilities), plus per task two size_t of work bookkeeping;
+// slack for the few small vectors around them.
+std::size_t attention_bound(std::size_t d, std::size_t dv, std::size_t threads, std::size_t tasks, bool bf16 = false,
+                            bool rounded = false) {
+    const std::size_t floats = (d + 2 * dv + 68 + (bf16 ? d : 0)) * 64 + (rounded ? 32 * (64 + dv) : 0);
+    return threads * floats * sizeof(float) + 2 * (tasks + 2) * sizeof(std::size_t) + 4096;
 }
 
 } // namespace
@@ -109,6 +112,26 @@ TEST_CASE("attention over 65536 keys allocates its tile scratch, nothing proport
         o.logsumexp = lse;
         const std::size_t used = peak_extra([&] { lacuna::attention(qv, kv, vv, ov, o); });
         CHECK(used <= attention_bound(d, d, std::size_t(threads), heads * lq / 64));
+        CHECK(std::isfinite(out[0]));
+    }
+    lacuna::set_num_threads(0);
+}
+
+TEST_CASE("bfloat16 attention with bf16_probabilities over 65536 keys: its documented scratch", "[memory]") {
+    auto rng = lacuna::test::make_rng();
+    const std::size_t lq = 128, d = 64;
+    const auto q = lacuna::test::random_vector<lacuna::bfloat16>(rng, lq * d);
+    const auto k = lacuna::test::random_vector<lacuna::bfloat16>(rng, long_context * d);
+    std::vector<float> out(lq * d);
+    const lacuna::tensor4_view<const lacuna::bfloat16> qv(q.data(), {1, 1, lq, d}), kv(k.data(), {1, 1, long_context, d});
+    for (int threads : {1, 2}) {
+        lacuna::set_num_threads(threads);
+        INFO(threads << " threads");
+        lacuna::attention_options o;
+        o.bf16_probabilities = true;
+        const std::size_t used =
+            peak_extra([&] { lacuna::attention(qv, kv, kv, lacuna::tensor4_view<float>(out.data(), {1, 1, lq, d}), o); });
+        CHECK(used <= attention_bound(d, d, std::size_t(threads), lq / 64, true, true));
         CHECK(std::isfinite(out[0]));
     }
     lacuna::set_num_threads(0);

@@ -33,6 +33,10 @@
 #define LACUNA_X86_64 0
 #endif
 
+// For the few functions that use AVX-512 BF16 (vdpbf16ps, vcvtneps2bf16): the avx512 dispatch flags
+// do not enable it, so only these functions get it, and they run only where the CPU reports it.
+#define LACUNA_TARGET_AVX512BF16 __attribute__((target("avx512bf16,avx512bw,avx512vl,avx512dq,avx512f")))
+
 #if defined(__aarch64__) || defined(_M_ARM64)
 #define LACUNA_AARCH64 1
 #else

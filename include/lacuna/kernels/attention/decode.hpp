@@ -186,10 +186,9 @@ LACUNA_ALWAYS_INLINE void decode_scores(const float* qf, std::size_t r0, std::si
 #if XSIMD_WITH_AVX512BW
 // decode_scores for bfloat16 queries and keys with vdpbf16ps: each instruction takes 32 products of
 // a query and a key, every one exact in float, with no widening. q2 holds the rows unscaled
-// (bfloat16, d apart); the scores come out times scale. Needs the avx512bf16 target, which the
-// avx512 dispatch flags lack: only this function gets it, and it runs only where the CPU has it.
+// (bfloat16, d apart); the scores come out times scale.
 template <std::size_t RB>
-__attribute__((target("avx512bf16,avx512bw,avx512vl,avx512dq,avx512f"))) inline void
+LACUNA_TARGET_AVX512BF16 inline void
 decode_scores_dpbf16(const bfloat16* q2, std::size_t r0, std::size_t d, const bfloat16* const* krow, std::size_t keys,
                      float scale, float* st, std::size_t ld, const rows_ahead* ahead) noexcept {
     using V = simd::vec<float, xsimd::avx512bw>;

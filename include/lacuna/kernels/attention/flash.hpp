@@ -75,6 +75,7 @@ template <class T> struct attention_args {
     std::size_t batch, q_heads, kv_heads, lq, lkv, d, dv;
     float scale;
     bool causal;
+    bool bf16_probabilities; // bfloat16 inputs: probabilities rounded to bfloat16 for the product with v
     const float* additive_mask;
     head_strides additive_strides;
     const bool* boolean_mask;
@@ -100,8 +101,10 @@ template <class T> std::size_t attention_tasks(const attention_args<T>& a) noexc
 /// block's output accumulator and softmax state, and (bfloat16) one tile of keys and values widened.
 template <class T> std::size_t attention_workspace(const attention_args<T>& a) noexcept {
     constexpr std::size_t bq = attention_query_block, bk = attention_key_block;
-    // Value rows of one key block (bfloat16 widened, or masked rows cleaned), and bfloat16 key rows.
-    const std::size_t staged = bk * a.dv + (std::is_same_v<T, float> ? 0 : bk * a.d);
+    // Value rows of one key block (bfloat16 widened, or masked rows cleaned), and bfloat16 key rows;
+    // with bf16_probabilities, the block's probabilities and values as bfloat16 pairs of keys.
+    const bool bf16 = !std::is_same_v<T, float>;
+    const std::size_t staged = bk * a.dv + (bf16 ? bk * a.d : 0) + (bf16 && a.bf16_probabilities ? bk / 2 * (bq + a.dv) : 0);
     return (a.d + 1) * bq + bk * bq + bq * a.dv + 3 * bq + staged;
 }
 
@@ -127,9 +130,10 @@ template <class Arch> struct flash_shape {
 // The scratch of one block: the queries transposed and scaled (d × bq, or for vdpbf16ps bfloat16
 // pairs over d + 1 rounded to even), a tile of scores transposed
 // (keys × bq, then the probabilities in place), the output accumulator (bq × dv), the running max and
-// sum and the rescale factor per query, and for bfloat16 the widened tile of keys and values.
+// sum and the rescale factor per query, for bfloat16 the widened tile of keys and values, and for
+// bf16_probabilities the tile's probabilities and values as pairs of keys (add_values_dpbf16).
 struct flash_scratch {
-    float *qt, *st, *o, *m, *l, *alpha, *kf, *vf;
+    float *qt, *st, *o, *m, *l, *alpha, *kf, *vf, *pp, *vp;
     flash_scratch(float* w, std::size_t d, std::size_t dv) noexcept {
         constexpr std::size_t bq = attention_query_block, bk = attention_key_block;
         qt = w;
@@ -140,6 +144,8 @@ struct flash_scratch {
         alpha = l + bq;
         vf = alpha + bq;
         kf = vf + bk * dv; // bfloat16 only
+        pp = kf + bk * d;  // bf16_probabilities only
+        vp = pp + bk / 2 * bq;
     }
 };
 
@@ -225,11 +231,9 @@ template <class Arch, class T> bool scores_by_dpbf16() noexcept {
 #if XSIMD_WITH_AVX512BW
 // score_tile for bfloat16 keys and queries with vdpbf16ps: qt2 holds the block's queries as pairs
 // along d ([⌈d/2⌉][64 queries][2], a zero after an odd d), each key contributes one broadcast pair
-// per step, and every product is exact in float. Scores come out times scale. The instruction
-// needs the avx512bf16 target, which the avx512 dispatch flags lack: only this function gets it,
-// and it runs only where the CPU reports the feature.
+// per step, and every product is exact in float. Scores come out times scale.
 template <std::size_t R>
-__attribute__((target("avx512bf16,avx512bw,avx512vl,avx512dq,avx512f"))) inline void
+LACUNA_TARGET_AVX512BF16 inline void
 score_tile_dpbf16(const bfloat16* const* krow, const bfloat16* qt2, std::size_t d, float scale, float* st) noexcept {
     constexpr std::size_t regs = 4, bq = 64;
     __m512 acc[R][regs];
@@ -255,6 +259,82 @@ score_tile_dpbf16(const bfloat16* const* krow, const bfloat16* qt2, std::size_t 
     const __m512 s = _mm512_set1_ps(scale);
     for (std::size_t r = 0; r < R; ++r)
         for (std::size_t t = 0; t < regs; ++t) _mm512_storeu_ps(st + r * bq + t * 16, _mm512_mul_ps(acc[r][t], s));
+}
+
+// out[jp · ld + c] = the bfloat16 pair (row(2jp)[c], row(2jp + 1)[c]) for c < cols (a multiple of 16),
+// low half first, with 0 as the partner of an odd last row: the operand layout of vdpbf16ps, so that
+// one instruction takes two keys. Rows of float round to nearest even (exact for values that came
+// from bfloat16); rows of bfloat16 are taken as they are.
+LACUNA_TARGET_AVX512BF16 LACUNA_ALWAYS_INLINE __m512i bf16_in_low_halves(const float* x) noexcept {
+    return _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x)));
+}
+LACUNA_TARGET_AVX512BF16 LACUNA_ALWAYS_INLINE __m512i bf16_in_low_halves(const bfloat16* x) noexcept {
+    return _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+}
+
+template <class Row>
+LACUNA_TARGET_AVX512BF16 inline void bf16_key_pairs(const Row& row, std::size_t keys, std::size_t cols, std::uint32_t* out,
+                                                    std::size_t ld) noexcept {
+    for (std::size_t jp = 0; jp < (keys + 1) / 2; ++jp) {
+        const auto* lo = row(2 * jp);
+        const auto* hi = 2 * jp + 1 < keys ? row(2 * jp + 1) : nullptr;
+        for (std::size_t c = 0; c < cols; c += 16) {
+            const __m512i high = hi ? _mm512_slli_epi32(bf16_in_low_halves(hi + c), 16) : _mm512_setzero_si512();
+            _mm512_storeu_si512(out + jp * ld + c, _mm512_or_si512(bf16_in_low_halves(lo + c), high));
+        }
+    }
+}
+
+// value_tile with the tile's probabilities and values as bfloat16 pairs of keys (bf16_key_pairs):
+// o[c][cols] = o[c][cols] · alpha[c] + Σ_jp pp[jp][c] · vp[jp][cols] for R queries, one vdpbf16ps per
+// pair of keys and register of columns (16 from col).
+template <std::size_t tiles, std::size_t R>
+LACUNA_TARGET_AVX512BF16 inline void value_tile_dpbf16(float* o, std::size_t ldo, const float* alpha, const std::uint32_t* pp,
+                                                       std::size_t ldp, std::size_t pairs, const std::uint32_t* vp,
+                                                       std::size_t ldv, std::size_t col) noexcept {
+    __m512 acc[R][tiles];
+    for (std::size_t r = 0; r < R; ++r)
+        for (std::size_t t = 0; t < tiles; ++t)
+            acc[r][t] = _mm512_mul_ps(_mm512_loadu_ps(o + r * ldo + col + t * 16), _mm512_set1_ps(alpha[r]));
+    for (std::size_t jp = 0; jp < pairs; ++jp) {
+        __m512bh pr[R];
+        for (std::size_t r = 0; r < R; ++r) pr[r] = (__m512bh)_mm512_set1_epi32(std::int32_t(pp[jp * ldp + r]));
+        for (std::size_t t = 0; t < tiles; ++t) {
+            const __m512bh vt = (__m512bh)_mm512_loadu_si512(vp + jp * ldv + col + t * 16);
+            for (std::size_t r = 0; r < R; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], pr[r], vt);
+        }
+    }
+    for (std::size_t r = 0; r < R; ++r)
+        for (std::size_t t = 0; t < tiles; ++t) _mm512_storeu_ps(o + r * ldo + col + t * 16, acc[r][t]);
+}
+
+// add_values for bf16_probabilities, dv a multiple of 16: the tile's probabilities (st, keys × bq)
+// and value rows vrow(j) rounded to bfloat16 pairs of keys, then products on vdpbf16ps, twice the
+// keys an instruction of float FMAs takes.
+template <std::size_t bq, class VRow>
+LACUNA_TARGET_AVX512BF16 inline void add_values_dpbf16(const flash_scratch& s, std::size_t rows, std::size_t dv, std::size_t keys,
+                                                       const VRow& vrow) noexcept {
+    constexpr std::size_t R = 6;
+    auto* pp = reinterpret_cast<std::uint32_t*>(s.pp);
+    auto* vp = reinterpret_cast<std::uint32_t*>(s.vp);
+    bf16_key_pairs([&](std::size_t j) { return s.st + j * bq; }, keys, (rows + 15) / 16 * 16, pp, bq);
+    bf16_key_pairs(vrow, keys, dv, vp, dv);
+    const std::size_t pairs = (keys + 1) / 2;
+    auto panel = [&]<std::size_t tiles>(std::size_t col) {
+        auto group = [&]<std::size_t G>(std::size_t c) {
+            value_tile_dpbf16<tiles, G>(s.o + c * dv, dv, s.alpha + c, pp + c, bq, pairs, vp, dv, col);
+        };
+        std::size_t c = 0;
+        for (; c + R <= rows; c += R) group.template operator()<R>(c);
+        [&]<std::size_t... G>(std::index_sequence<G...>) {
+            ((rows - c == G + 1 ? group.template operator()<G + 1>(c) : void()), ...);
+        }(std::make_index_sequence<R - 1>{});
+        return col + tiles * 16;
+    };
+    std::size_t col = 0;
+    while (col + 64 <= dv) col = panel.template operator()<4>(col);
+    if (col + 32 <= dv) col = panel.template operator()<2>(col);
+    if (col + 16 <= dv) panel.template operator()<1>(col);
 }
 #endif
 
@@ -414,8 +494,10 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
     const T* k = a.ks.head(a.k, bi, hk);
     const T* v = a.vs.head(a.v, bi, hk);
 
-    // bfloat16 on a CPU with vdpbf16ps: scores from the bfloat16 values themselves.
+    // bfloat16 on a CPU with vdpbf16ps: scores from the bfloat16 values themselves, and with
+    // bf16_probabilities the product with v too.
     const bool pairs = scores_by_dpbf16<Arch, T>();
+    const bool paired_values = pairs && a.bf16_probabilities && a.dv % 16 == 0;
     // The queries, scaled, as columns: the score tile is then a product of broadcast keys and
     // whole registers of queries. The padding columns are zero and never leave the scratch.
     if (pairs) {
@@ -437,6 +519,9 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
     for_each_key_range(a, bi, h, qb, i0, n, [&](std::size_t j_begin, std::size_t j_end, bool full) {
     for (std::size_t j0 = j_begin; j0 < j_end; j0 += bk) {
         const std::size_t keys = std::min(bk, j_end - j0);
+        const bool crosses_diagonal = a.causal && std::ptrdiff_t(j0 + keys - 1) > std::ptrdiff_t(i0) + offset;
+        // A tile with masked keys stages its value rows as float (stage_finite_values).
+        const bool masked = crosses_diagonal || a.additive_mask || a.boolean_mask || (a.hook.fn && !full);
         const float* kt = nullptr;
         const float* vt = nullptr;
         std::size_t ldk = a.ks.l, ldv = a.vs.l;
@@ -446,7 +531,7 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
         } else {
             for (std::size_t j = 0; j < keys; ++j) {
                 if (!pairs) convert{}(Arch{}, k + (j0 + j) * a.ks.l, s.kf + j * a.d, a.d);
-                convert{}(Arch{}, v + (j0 + j) * a.vs.l, s.vf + j * a.dv, a.dv);
+                if (!paired_values || masked) convert{}(Arch{}, v + (j0 + j) * a.vs.l, s.vf + j * a.dv, a.dv);
             }
             kt = s.kf;
             vt = s.vf;
@@ -486,18 +571,28 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
             ((keys - j == G + 1 ? scores.template operator()<G + 1>() : void()), ...);
         }(std::make_index_sequence<S::rows - 1>{});
 
-        const bool crosses_diagonal = a.causal && std::ptrdiff_t(j0 + keys - 1) > std::ptrdiff_t(i0) + offset;
         if (crosses_diagonal || a.additive_mask || a.boolean_mask)
             mask_tile(a, bi, h, i0, n, j0, keys, crosses_diagonal, s.st, S::bq);
         if (a.hook.fn) a.hook.fn(a.hook.context, scores_view{s.st, S::bq, bi, h, i0, n, j0, keys, full});
         online_softmax<Arch>(s, keys, S::bq, S::bq);
 
         std::uint64_t nonfinite = 0;
-        if (crosses_diagonal || a.additive_mask || a.boolean_mask || (a.hook.fn && !full)) {
+        if (masked) {
             nonfinite = stage_finite_values<Arch>(keys, a.dv, [&](std::size_t jj) { return vt + jj * ldv; }, s.vf);
             if (nonfinite) vt = s.vf, ldv = a.dv;
         }
-        add_values<Arch>(s, n, a.dv, keys, S::bq, [&](std::size_t jj) { return vt + jj * ldv; });
+        auto vrow = [&](std::size_t jj) { return vt + jj * ldv; };
+#if XSIMD_WITH_AVX512BW
+        if constexpr (std::is_same_v<T, bfloat16> && std::is_same_v<Arch, xsimd::avx512bw>)
+            if (paired_values && !masked) // pairs straight from the input rows, never widened
+                add_values_dpbf16<S::bq>(s, n, a.dv, keys, [&](std::size_t jj) { return v + (j0 + jj) * a.vs.l; });
+            else if (paired_values)
+                add_values_dpbf16<S::bq>(s, n, a.dv, keys, vrow);
+            else
+                add_values<Arch>(s, n, a.dv, keys, S::bq, vrow);
+        else
+#endif
+            add_values<Arch>(s, n, a.dv, keys, S::bq, vrow);
         if (nonfinite)
             add_nonfinite_values(s, n, a.dv, nonfinite, S::bq,
                                  [&](std::size_t jj, std::size_t e) { return float(v[(j0 + jj) * a.vs.l + e]); });

@@ -40,10 +40,9 @@ float dot::operator()(Arch, const X* x, const Y* y, std::size_t n) const noexcep
 
 #if XSIMD_WITH_AVX512BW
 namespace detail {
-// vdpbf16ps needs the avx512bf16 target, which the avx512 dispatch flags do not enable: only this
-// function gets it, and it runs only when the CPU reports the feature. Returns the sum over the
-// leading multiple of 32 elements.
-__attribute__((target("avx512bf16,avx512bw,avx512vl,avx512dq,avx512f"))) inline float
+// dot of bfloat16 rows by vdpbf16ps (see LACUNA_TARGET_AVX512BF16): the sum over the leading
+// multiple of 32 elements.
+LACUNA_TARGET_AVX512BF16 inline float
 dot_bf16_dpbf16(const bfloat16* x, const bfloat16* y, std::size_t n) noexcept {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     auto lx = [x](std::size_t i) { return (__m512bh)_mm512_loadu_si512(x + i); };
