@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <concepts>
 #include <cstddef>
@@ -14,6 +15,7 @@
 
 #include "lacuna/core/aligned_buffer.hpp"
 #include "lacuna/core/bfloat16.hpp"
+#include "lacuna/core/bits.hpp"
 #include "lacuna/core/dense.hpp"
 #include "lacuna/core/error.hpp"
 #include "lacuna/core/parallel.hpp"
@@ -230,18 +232,48 @@ template <class MaskMod, class ScoreMod> struct flex_mods {
     const ScoreMod& score_mod;
 };
 
+// Sets the scores of a partial tile that mask_mod drops to -inf. A run_listed_mask (the patterns of
+// lacuna::masks) lists each query's kept keys as runs, so only the keys of runs that are not dense
+// need a call of mask_mod: a tile on a window's edge then costs a few runs per query, not a call per
+// score.
+template <class MaskMod> void mask_partial_tile(const MaskMod& mask_mod, const kernels::scores_view& t) noexcept {
+    constexpr float masked = -std::numeric_limits<float>::infinity();
+    if constexpr (run_listed_mask<MaskMod>) {
+        static_assert(kernels::attention_key_block <= 64, "a tile's keys fit one 64-bit word");
+        const std::size_t j_end = t.j0 + t.keys;
+        for (std::size_t c = 0; c < t.queries; ++c) {
+            const std::size_t q = t.i0 + c;
+            std::uint64_t kept = 0; // bit j: key j0 + j
+            mask_mod.for_each_run(t.batch, t.head, q, t.kv_len, [&](std::size_t first, std::size_t end, bool dense) {
+                first = std::max(first, t.j0);
+                end = std::min(end, j_end);
+                if (first >= end) return;
+                if (dense) kept |= low_mask(end - first) << (first - t.j0);
+                else
+                    for (std::size_t j = first; j < end; ++j)
+                        if (mask_mod(t.batch, t.head, q, j)) kept |= std::uint64_t(1) << (j - t.j0);
+            });
+            for (std::uint64_t drop = ~kept & low_mask(t.keys); drop; drop &= drop - 1)
+                t.st[std::size_t(std::countr_zero(drop)) * t.ldst + c] = masked;
+        }
+    } else {
+        for (std::size_t j = 0; j < t.keys; ++j)
+            for (std::size_t c = 0; c < t.queries; ++c)
+                if (!mask_mod(t.batch, t.head, t.i0 + c, t.j0 + j)) t.st[j * t.ldst + c] = masked;
+    }
+}
+
 // The hook the kernel calls per tile: score_mod on every score, then mask_mod on partial blocks.
 template <class MaskMod, class ScoreMod> void apply_flex_mods(const void* context, const kernels::scores_view& t) noexcept {
     const auto& mods = *static_cast<const flex_mods<MaskMod, ScoreMod>*>(context);
-    constexpr bool scores = !std::is_same_v<ScoreMod, no_score_mod>, masks = !std::is_same_v<MaskMod, no_mask_mod>;
-    if (!scores && t.full) return;
-    for (std::size_t j = 0; j < t.keys; ++j)
-        for (std::size_t c = 0; c < t.queries; ++c) {
-            float& s = t.st[j * t.ldst + c];
-            if constexpr (scores) s = mods.score_mod(s, t.batch, t.head, t.i0 + c, t.j0 + j);
-            if constexpr (masks)
-                if (!t.full && !mods.mask_mod(t.batch, t.head, t.i0 + c, t.j0 + j)) s = -std::numeric_limits<float>::infinity();
-        }
+    if constexpr (!std::is_same_v<ScoreMod, no_score_mod>)
+        for (std::size_t j = 0; j < t.keys; ++j)
+            for (std::size_t c = 0; c < t.queries; ++c) {
+                float& s = t.st[j * t.ldst + c];
+                s = mods.score_mod(s, t.batch, t.head, t.i0 + c, t.j0 + j);
+            }
+    if constexpr (!std::is_same_v<MaskMod, no_mask_mod>)
+        if (!t.full) mask_partial_tile(mods.mask_mod, t);
 }
 
 } // namespace detail

@@ -28,19 +28,13 @@
 #include <vector>
 
 #include "lacuna/core/aligned_buffer.hpp"
+#include "lacuna/core/bits.hpp"
 #include "lacuna/core/dense.hpp"
 #include "lacuna/core/error.hpp"
 #include "lacuna/layout/common.hpp"
 #include "lacuna/layout/prune.hpp"
 
 namespace lacuna {
-
-namespace detail {
-/// The lowest `bits` bits set (all 64 for bits >= 64).
-constexpr std::uint64_t low_mask(std::size_t bits) noexcept {
-    return bits >= 64 ? ~std::uint64_t(0) : (std::uint64_t(1) << bits) - 1;
-}
-} // namespace detail
 
 /// The N:M metadata geometry of a row of `cols` columns (see the header comment).
 template <std::size_t N, std::size_t M> struct nm_format {

@@ -32,12 +32,13 @@ struct head_strides {
 };
 
 /// A tile of scaled scores handed to a score_hook: st[j · ldst + c] is the score of query i0 + c and
-/// key j0 + j, for c < queries and j < keys; `full` when the block mask lists the tile's block as
-/// entirely unmasked.
+/// key j0 + j, for c < queries and j < keys (keys <= attention_key_block); `full` when the block mask
+/// lists the tile's block as entirely unmasked; kv_len the keys of the whole call.
 struct scores_view {
     float* st;
     std::size_t ldst, batch, head, i0, queries, j0, keys;
     bool full;
+    std::size_t kv_len;
 };
 
 /// Code the caller compiles (FlexAttention's mask_mod and score_mod, inlined into a loop over the
@@ -573,7 +574,7 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
 
         if (crosses_diagonal || a.additive_mask || a.boolean_mask)
             mask_tile(a, bi, h, i0, n, j0, keys, crosses_diagonal, s.st, S::bq);
-        if (a.hook.fn) a.hook.fn(a.hook.context, scores_view{s.st, S::bq, bi, h, i0, n, j0, keys, full});
+        if (a.hook.fn) a.hook.fn(a.hook.context, scores_view{s.st, S::bq, bi, h, i0, n, j0, keys, full, a.lkv});
         online_softmax<Arch>(s, keys, S::bq, S::bq);
 
         std::uint64_t nonfinite = 0;
