@@ -17,6 +17,7 @@
 #include "lacuna/core/bfloat16.hpp"
 #include "lacuna/kernels/panels.hpp"
 #include "lacuna/kernels/primitives/convert.hpp"
+#include "lacuna/kernels/primitives/transpose.hpp"
 #include "lacuna/simd/compat.hpp"
 #include "lacuna/simd/cpu.hpp"
 
@@ -503,9 +504,24 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
     // whole registers of queries. The padding columns are zero and never leave the scratch.
     if (pairs) {
         auto* qt2 = reinterpret_cast<bfloat16*>(s.qt);
-        for (std::size_t e = 0; e < (a.d + 1) / 2 * 2; ++e)
-            for (std::size_t c = 0; c < S::bq; ++c)
-                qt2[(e / 2 * S::bq + c) * 2 + e % 2] = c < n && e < a.d ? bfloat16(q[c * a.qs.l + e]) : bfloat16(0.f);
+        if (a.d % 2 == 0 && a.qs.l % 2 == 0 && reinterpret_cast<std::uintptr_t>(q) % 4 == 0) {
+            // A pair of bfloat16 is 32 bits: the pairs of the queries' rows transposed as floats,
+            // bits unchanged.
+            transpose{}(Arch{}, reinterpret_cast<const float*>(q), a.qs.l / 2, n, a.d / 2, s.qt, S::bq);
+            for (std::size_t e = 0; e < a.d / 2; ++e) std::fill(s.qt + e * S::bq + n, s.qt + (e + 1) * S::bq, 0.f);
+        } else {
+            for (std::size_t e = 0; e < (a.d + 1) / 2 * 2; ++e)
+                for (std::size_t c = 0; c < S::bq; ++c)
+                    qt2[(e / 2 * S::bq + c) * 2 + e % 2] = c < n && e < a.d ? bfloat16(q[c * a.qs.l + e]) : bfloat16(0.f);
+        }
+    } else if constexpr (std::is_same_v<T, float>) {
+        transpose{}(Arch{}, q, a.qs.l, n, a.d, s.qt, S::bq);
+        using V = typename S::V;
+        for (std::size_t e = 0; e < a.d; ++e) {
+            float* row = s.qt + e * S::bq;
+            std::fill(row + n, row + S::bq, 0.f);
+            for (std::size_t c = 0; c < S::bq; c += S::w) simd::store(row + c, V(a.scale) * simd::load<V>(row + c));
+        }
     } else {
         for (std::size_t c = 0; c < S::bq; ++c)
             for (std::size_t e = 0; e < a.d; ++e) s.qt[e * S::bq + c] = c < n ? a.scale * float(q[c * a.qs.l + e]) : 0.f;
