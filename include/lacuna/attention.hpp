@@ -406,8 +406,6 @@ struct decode_options {
     bool causal = true;
     /// As attention_options::logsumexp.
     std::span<float> logsumexp{};
-    /// As attention_options::bf16_probabilities.
-    bool bf16_probabilities = false;
 };
 
 namespace detail {

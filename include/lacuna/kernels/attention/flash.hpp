@@ -519,8 +519,8 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
         using V = typename S::V;
         for (std::size_t e = 0; e < a.d; ++e) {
             float* row = s.qt + e * S::bq;
-            std::fill(row + n, row + S::bq, 0.f);
             for (std::size_t c = 0; c < S::bq; c += S::w) simd::store(row + c, V(a.scale) * simd::load<V>(row + c));
+            std::fill(row + n, row + S::bq, 0.f); // after the scale: whatever the scratch held there
         }
     } else {
         for (std::size_t c = 0; c < S::bq; ++c)
