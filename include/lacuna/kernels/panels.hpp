@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <utility>
 
 #include "lacuna/simd/compat.hpp"
 
@@ -29,6 +30,17 @@ template <class Arch, class Panel> LACUNA_ALWAYS_INLINE void for_each_panel(std:
         narrower.template operator()<simd::half_arch<Arch>>(narrower);
     }
     while (j < n) j += panel.template operator()<float, 1>(j);
+}
+
+// Calls group.template operator()<R>(i) for i = 0, R, 2R, ... while R items remain of count, then
+// group.template operator()<count % R>(i) once for the rest: the last rows (or keys) in one register
+// tile too, so that each load of the other operand still serves all of them.
+template <std::size_t R, class Group> LACUNA_ALWAYS_INLINE void for_each_group(std::size_t count, Group&& group) {
+    std::size_t i = 0;
+    for (; i + R <= count; i += R) group.template operator()<R>(i);
+    [&]<std::size_t... G>(std::index_sequence<G...>) {
+        ((count - i == G + 1 ? group.template operator()<G + 1>(i) : void()), ...);
+    }(std::make_index_sequence<R - 1>{});
 }
 
 } // namespace lacuna::kernels::detail

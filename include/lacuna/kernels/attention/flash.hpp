@@ -326,11 +326,7 @@ LACUNA_TARGET_AVX512BF16 inline void add_values_dpbf16(const flash_scratch& s, s
         auto group = [&]<std::size_t G>(std::size_t c) {
             value_tile_dpbf16<tiles, G>(s.o + c * dv, dv, s.alpha + c, pp + c, bq, pairs, vp, dv, col);
         };
-        std::size_t c = 0;
-        for (; c + R <= rows; c += R) group.template operator()<R>(c);
-        [&]<std::size_t... G>(std::index_sequence<G...>) {
-            ((rows - c == G + 1 ? group.template operator()<G + 1>(c) : void()), ...);
-        }(std::make_index_sequence<R - 1>{});
+        for_each_group<R>(rows, group);
         return col + tiles * 16;
     };
     std::size_t col = 0;
@@ -380,12 +376,7 @@ LACUNA_ALWAYS_INLINE void add_values(const flash_scratch& s, std::size_t rows, s
             if (c == 0 && col == 0) value_tile<V, tiles, G>(s.o + c * dv, dv, s.alpha + c, s.st + c, ld, keys, vrow, col, ahead);
             else value_tile<V, tiles, G>(s.o + c * dv, dv, s.alpha + c, s.st + c, ld, keys, vrow, col, no_prefetch{});
         };
-        std::size_t c = 0;
-        for (; c + R <= rows; c += R) group.template operator()<R>(c);
-        // The last queries in one group too: each load of a value row then serves all of them.
-        [&]<std::size_t... G>(std::index_sequence<G...>) {
-            ((rows - c == G + 1 ? group.template operator()<G + 1>(c) : void()), ...);
-        }(std::make_index_sequence<R - 1>{});
+        for_each_group<R>(rows, group);
         return tiles * simd::width<V>;
     });
 }
@@ -556,37 +547,26 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
             ldv = a.dv;
         }
 
-        // Scores, R keys at a time.
-        std::size_t j = 0;
+        // Scores, S::rows keys at a time.
+        bool scored = false;
 #if XSIMD_WITH_AVX512BW
         if constexpr (std::is_same_v<T, bfloat16> && std::is_same_v<Arch, xsimd::avx512bw>)
             if (pairs) {
                 const auto* qt2 = reinterpret_cast<const bfloat16*>(s.qt);
-                for (; j + S::rows <= keys; j += S::rows) {
-                    const bfloat16* krow[S::rows];
-                    for (std::size_t r = 0; r < S::rows; ++r) krow[r] = k + (j0 + j + r) * a.ks.l;
-                    score_tile_dpbf16<S::rows>(krow, qt2, a.d, a.scale, s.st + j * S::bq);
-                }
-                // The last keys in one group too: each load of the queries then serves all of them.
-                [&]<std::size_t... G>(std::index_sequence<G...>) {
-                    ((keys - j == G + 1 ? [&] {
-                        const bfloat16* krow[G + 1];
-                        for (std::size_t r = 0; r <= G; ++r) krow[r] = k + (j0 + j + r) * a.ks.l;
-                        score_tile_dpbf16<G + 1>(krow, qt2, a.d, a.scale, s.st + j * S::bq);
-                    }() : void()), ...);
-                }(std::make_index_sequence<S::rows - 1>{});
-                j = keys;
+                for_each_group<S::rows>(keys, [&]<std::size_t G>(std::size_t j) {
+                    const bfloat16* krow[G];
+                    for (std::size_t r = 0; r < G; ++r) krow[r] = k + (j0 + j + r) * a.ks.l;
+                    score_tile_dpbf16<G>(krow, qt2, a.d, a.scale, s.st + j * S::bq);
+                });
+                scored = true;
             }
 #endif
-        auto scores = [&]<std::size_t G>() {
-            const float* krow[G];
-            for (std::size_t r = 0; r < G; ++r) krow[r] = kt + (j + r) * ldk;
-            score_tile<Arch, G>(krow, s.qt, a.d, s.st + j * S::bq);
-        };
-        for (; j + S::rows <= keys; j += S::rows) scores.template operator()<S::rows>();
-        [&]<std::size_t... G>(std::index_sequence<G...>) {
-            ((keys - j == G + 1 ? scores.template operator()<G + 1>() : void()), ...);
-        }(std::make_index_sequence<S::rows - 1>{});
+        if (!scored)
+            for_each_group<S::rows>(keys, [&]<std::size_t G>(std::size_t j) {
+                const float* krow[G];
+                for (std::size_t r = 0; r < G; ++r) krow[r] = kt + (j + r) * ldk;
+                score_tile<Arch, G>(krow, s.qt, a.d, s.st + j * S::bq);
+            });
 
         if (crosses_diagonal || a.additive_mask || a.boolean_mask)
             mask_tile(a, bi, h, i0, n, j0, keys, crosses_diagonal, s.st, S::bq);

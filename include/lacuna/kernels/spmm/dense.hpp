@@ -122,11 +122,7 @@ void spmm_dense::operator()(Arch, const dense_product_args<T>* args, std::size_t
                     for (std::size_t q = 0; q < G; ++q)
                         for (std::size_t t = 0; t < tiles; ++t) scratch[r + q][t] = acc[q][t];
                 };
-                std::size_t r = 0;
-                for (; r + R <= rows; r += R) pass.template operator()<R>(r);
-                [&]<std::size_t... G>(std::index_sequence<G...>) {
-                    ((rows - r == G + 1 ? pass.template operator()<G + 1>(r) : void()), ...);
-                }(std::make_index_sequence<R - 1>{});
+                detail::for_each_group<R>(rows, pass);
             }
             for (std::size_t r = 0; r < rows; ++r)
                 for (std::size_t t = 0; t < tiles; ++t) detail::finish(a.d.c + (i0 + r) * a.d.ldc + j + t * w, scratch[r][t], a.d);
