@@ -361,7 +361,9 @@ TEMPLATE_TEST_CASE("csr spmm over long dense rows: A's columns a chunk at a time
         same_for_1_and_2_threads([&, alpha = alpha, beta = beta] {
             auto c = c0;
             lacuna::spmm(a, bv, lacuna::matrix_view<float>(c, m, n), {alpha, beta});
-            CHECK(rel_error(c, c_ref, beta == 0.f ? 0.0 : std::abs(beta) * lacuna::test::norm(c0)) <= 1e-6);
+            // Rows of up to 9000 terms summed in float (one chain on the scalar arch): rounding
+            // grows like √9000 · 2⁻²⁴ ≈ 6e-6 of the sums, not the 1e-6 of short rows (a seed measured 1.008e-6).
+            CHECK(rel_error(c, c_ref, beta == 0.f ? 0.0 : std::abs(beta) * lacuna::test::norm(c0)) <= 1e-5);
             return c;
         });
     }
