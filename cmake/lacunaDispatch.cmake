@@ -1,9 +1,9 @@
 # lacuna_enable_dispatch(<target> [TABLES <library>])
 #
 # Adds to <target> one generated source per instruction set of this platform (x86-64: scalar, sse4_2,
-# avx2, avx512; AArch64: scalar, neon64), each compiled with that instruction set's flags and at
-# least -O1, which fill lacuna's kernel tables. Defines LACUNA_DISPATCH=1 on <target> (PUBLIC), so
-# lacuna's entry points pick the best table for the CPU at run time.
+# avx2, avx512; AArch64: scalar, neon64), each compiled with that instruction set's flags at -O3
+# (-O1 in a Debug build), which fill lacuna's kernel tables. Defines LACUNA_DISPATCH=1 on <target>
+# (PUBLIC), so lacuna's entry points pick the best table for the CPU at run time.
 #
 # With TABLES, the sources go into the static library <library> instead, made by the first call that
 # names it and linked by every later one: targets that share the tables compile them once. They must
@@ -40,8 +40,10 @@ function(lacuna_enable_dispatch target)
     # (GCC bug 105593), inlined from xsimd.
     list(APPEND flags_avx512 -Wno-uninitialized -Wno-maybe-uninitialized)
   endif()
-  # Kernels are meant to be fast even in a Debug build of the caller.
-  set(opt "$<$<OR:$<CONFIG:Debug>,$<CONFIG:>>:-O1>")
+  # The kernels' speed should not depend on the caller's build type: -O3 whatever it is (RelWithDebInfo
+  # and MinSizeRel too; the last -O on the command line wins), -O1 for Debug so that tests build fast.
+  # LACUNA_UNROLL keeps the register tiles in registers at -O1 and -O2 as well.
+  set(opt "$<IF:$<OR:$<CONFIG:Debug>,$<CONFIG:>>,-O1,-O3>")
 
   foreach(arch IN LISTS archs)
     set(src "${CMAKE_CURRENT_BINARY_DIR}/lacuna_dispatch/${target}_${arch}.cpp")

@@ -227,11 +227,11 @@ LACUNA_ALWAYS_INLINE V sums_of(const V* rows) noexcept {
     if constexpr (std::is_same_v<lane<V>, float> && std::is_base_of_v<xsimd::avx512f, typename V::arch_type>) {
         // s: blocks 0-1 fold row i, blocks 2-3 row i + 4; u_i: one block each of rows i, i+4, i+8, i+12.
         __m512 s[12], u[4];
-        for (int i : {0, 1, 2, 3, 8, 9, 10, 11}) {
+        LACUNA_UNROLL for (int i : {0, 1, 2, 3, 8, 9, 10, 11}) {
             const __m512 a = rows[i], b = rows[i + 4];
             s[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
         }
-        for (int i = 0; i < 4; ++i)
+        LACUNA_UNROLL for (int i = 0; i < 4; ++i)
             u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(s[i], s[i + 8], 0x88), _mm512_shuffle_f32x4(s[i], s[i + 8], 0xdd));
         // Within each block, a 4 × 4 transpose-and-add: block k ends as rows 4k .. 4k + 3.
         const __m512d p = _mm512_castps_pd(_mm512_add_ps(_mm512_unpacklo_ps(u[0], u[1]), _mm512_unpackhi_ps(u[0], u[1])));

@@ -136,7 +136,7 @@ template <std::size_t RB, class V> LACUNA_ALWAYS_INLINE void store_score_runs(co
     if (RB == ld) return simd::store(st + j0 * ld, total);
     alignas(64) float sums[w];
     simd::store(sums, total);
-    for (std::size_t kb = 0; kb < w / RB; ++kb) std::memcpy(st + (j0 + kb) * ld + r0, sums + kb * RB, RB * sizeof(float));
+    LACUNA_UNROLL for (std::size_t kb = 0; kb < w / RB; ++kb) std::memcpy(st + (j0 + kb) * ld + r0, sums + kb * RB, RB * sizeof(float));
 }
 
 // st[j · ld + r] = qf[r] · krow[j] for RB query rows from r0 and the keys of the tile: blocks of
@@ -154,16 +154,16 @@ LACUNA_ALWAYS_INLINE void decode_scores(const float* qf, std::size_t r0, std::si
     const float* q = qf + r0 * d;
     for (std::size_t j0 = 0; j0 < keys; j0 += KB) {
         V part[w];
-        for (std::size_t e = 0; e < w; ++e) part[e] = V(0.f);
+        LACUNA_UNROLL for (std::size_t e = 0; e < w; ++e) part[e] = V(0.f);
         for (std::size_t c = 0; c < body; c += w) {
             V qc[RB], kc[KB];
-            for (std::size_t rb = 0; rb < RB; ++rb) qc[rb] = simd::load_to_register<V>(q + rb * d + c);
-            for (std::size_t kb = 0; kb < KB; ++kb) kc[kb] = simd::load_to_register<V>(krow[j0 + kb] + c);
-            for (std::size_t kb = 0; kb < KB; ++kb)
-                for (std::size_t rb = 0; rb < RB; ++rb) part[kb * RB + rb] = simd::fma(qc[rb], kc[kb], part[kb * RB + rb]);
+            LACUNA_UNROLL for (std::size_t rb = 0; rb < RB; ++rb) qc[rb] = simd::load_to_register<V>(q + rb * d + c);
+            LACUNA_UNROLL for (std::size_t kb = 0; kb < KB; ++kb) kc[kb] = simd::load_to_register<V>(krow[j0 + kb] + c);
+            LACUNA_UNROLL for (std::size_t kb = 0; kb < KB; ++kb)
+                LACUNA_UNROLL for (std::size_t rb = 0; rb < RB; ++rb) part[kb * RB + rb] = simd::fma(qc[rb], kc[kb], part[kb * RB + rb]);
         }
         if (ahead)
-            for (std::size_t kb = 0; kb < KB; ++kb) (*ahead)(j0 + kb);
+            LACUNA_UNROLL for (std::size_t kb = 0; kb < KB; ++kb) (*ahead)(j0 + kb);
         const V total = [&] {
             if constexpr (w == 1) return part[0];
             else return simd::sums_of(part);
@@ -175,7 +175,7 @@ LACUNA_ALWAYS_INLINE void decode_scores(const float* qf, std::size_t r0, std::si
         alignas(64) float sums[w];
         simd::store(sums, total);
         for (std::size_t kb = 0; kb < KB && j0 + kb < keys; ++kb)
-            for (std::size_t rb = 0; rb < RB; ++rb) {
+            LACUNA_UNROLL for (std::size_t rb = 0; rb < RB; ++rb) {
                 float tail = 0.f;
                 for (std::size_t c = body; c < d; ++c) tail += q[rb * d + c] * float(krow[j0 + kb][c]);
                 st[(j0 + kb) * ld + r0 + rb] = sums[kb * RB + rb] + tail;
@@ -197,18 +197,18 @@ decode_scores_dpbf16(const bfloat16* q2, std::size_t r0, std::size_t d, const bf
     const bfloat16* q = q2 + r0 * d;
     for (std::size_t j0 = 0; j0 < keys; j0 += KB) {
         __m512 part[16];
-        for (std::size_t e = 0; e < 16; ++e) part[e] = _mm512_setzero_ps();
+        LACUNA_UNROLL for (std::size_t e = 0; e < 16; ++e) part[e] = _mm512_setzero_ps();
         for (std::size_t c = 0; c < body; c += 32) {
             __m512bh qc[RB], kc[KB];
-            for (std::size_t rb = 0; rb < RB; ++rb) qc[rb] = (__m512bh)_mm512_loadu_si512(q + rb * d + c);
-            for (std::size_t kb = 0; kb < KB; ++kb) kc[kb] = (__m512bh)_mm512_loadu_si512(krow[j0 + kb] + c);
-            for (std::size_t kb = 0; kb < KB; ++kb)
-                for (std::size_t rb = 0; rb < RB; ++rb) part[kb * RB + rb] = _mm512_dpbf16_ps(part[kb * RB + rb], qc[rb], kc[kb]);
+            LACUNA_UNROLL for (std::size_t rb = 0; rb < RB; ++rb) qc[rb] = (__m512bh)_mm512_loadu_si512(q + rb * d + c);
+            LACUNA_UNROLL for (std::size_t kb = 0; kb < KB; ++kb) kc[kb] = (__m512bh)_mm512_loadu_si512(krow[j0 + kb] + c);
+            LACUNA_UNROLL for (std::size_t kb = 0; kb < KB; ++kb)
+                LACUNA_UNROLL for (std::size_t rb = 0; rb < RB; ++rb) part[kb * RB + rb] = _mm512_dpbf16_ps(part[kb * RB + rb], qc[rb], kc[kb]);
         }
         if (ahead)
-            for (std::size_t kb = 0; kb < KB; ++kb) (*ahead)(j0 + kb);
+            LACUNA_UNROLL for (std::size_t kb = 0; kb < KB; ++kb) (*ahead)(j0 + kb);
         V rows[16];
-        for (std::size_t e = 0; e < 16; ++e) rows[e] = V(part[e]);
+        LACUNA_UNROLL for (std::size_t e = 0; e < 16; ++e) rows[e] = V(part[e]);
         const V total = simd::sums_of(rows);
         if (body == d) { // no tail: the sums are the scores
             store_score_runs<RB>(total * V(scale), st, ld, r0, j0);
@@ -217,7 +217,7 @@ decode_scores_dpbf16(const bfloat16* q2, std::size_t r0, std::size_t d, const bf
         alignas(64) float sums[16];
         simd::store(sums, total);
         for (std::size_t kb = 0; kb < KB && j0 + kb < keys; ++kb)
-            for (std::size_t rb = 0; rb < RB; ++rb) {
+            LACUNA_UNROLL for (std::size_t rb = 0; rb < RB; ++rb) {
                 float tail = 0.f;
                 for (std::size_t c = body; c < d; ++c) tail += float(q[rb * d + c]) * float(krow[j0 + kb][c]);
                 st[(j0 + kb) * ld + r0 + rb] = scale * (sums[kb * RB + rb] + tail);

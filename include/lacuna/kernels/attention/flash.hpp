@@ -208,18 +208,18 @@ LACUNA_ALWAYS_INLINE void score_tile(const float* const* krow, const float* qt, 
     using S = flash_shape<Arch>;
     using V = typename S::V;
     V acc[R][S::regs];
-    for (std::size_t r = 0; r < R; ++r)
-        for (std::size_t t = 0; t < S::regs; ++t) acc[r][t] = V(0.f);
+    LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r)
+        LACUNA_UNROLL for (std::size_t t = 0; t < S::regs; ++t) acc[r][t] = V(0.f);
     for (std::size_t c = 0; c < d; ++c) {
         V qv[S::regs];
-        for (std::size_t t = 0; t < S::regs; ++t) qv[t] = simd::load<V>(qt + c * S::bq + t * S::w);
-        for (std::size_t r = 0; r < R; ++r) {
+        LACUNA_UNROLL for (std::size_t t = 0; t < S::regs; ++t) qv[t] = simd::load<V>(qt + c * S::bq + t * S::w);
+        LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r) {
             const V kb(krow[r][c]);
-            for (std::size_t t = 0; t < S::regs; ++t) acc[r][t] = simd::fma(kb, qv[t], acc[r][t]);
+            LACUNA_UNROLL for (std::size_t t = 0; t < S::regs; ++t) acc[r][t] = simd::fma(kb, qv[t], acc[r][t]);
         }
     }
-    for (std::size_t r = 0; r < R; ++r)
-        for (std::size_t t = 0; t < S::regs; ++t) simd::store(st + r * S::bq + t * S::w, acc[r][t]);
+    LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r)
+        LACUNA_UNROLL for (std::size_t t = 0; t < S::regs; ++t) simd::store(st + r * S::bq + t * S::w, acc[r][t]);
 }
 
 // Whether bfloat16 scores come from vdpbf16ps: on the AVX-512 table, where the CPU has the instruction.
@@ -239,13 +239,13 @@ LACUNA_TARGET_AVX512BF16 inline void
 score_tile_dpbf16(const bfloat16* const* krow, const bfloat16* qt2, std::size_t d, float scale, float* st) noexcept {
     constexpr std::size_t regs = 4, bq = 64;
     __m512 acc[R][regs];
-    for (std::size_t r = 0; r < R; ++r)
-        for (std::size_t t = 0; t < regs; ++t) acc[r][t] = _mm512_setzero_ps();
+    LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r)
+        LACUNA_UNROLL for (std::size_t t = 0; t < regs; ++t) acc[r][t] = _mm512_setzero_ps();
     for (std::size_t p = 0; p < (d + 1) / 2; ++p) {
         __m512bh qv[regs];
-        for (std::size_t t = 0; t < regs; ++t) qv[t] = (__m512bh)_mm512_loadu_si512(qt2 + (p * bq + t * 16) * 2);
+        LACUNA_UNROLL for (std::size_t t = 0; t < regs; ++t) qv[t] = (__m512bh)_mm512_loadu_si512(qt2 + (p * bq + t * 16) * 2);
         const bool whole = 2 * p + 1 < d; // an odd d's last pair holds one key element (its partner in q is 0)
-        for (std::size_t r = 0; r < R; ++r) {
+        LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r) {
             std::uint32_t bits;
             if (whole) {
                 std::memcpy(&bits, krow[r] + 2 * p, 4);
@@ -255,12 +255,12 @@ score_tile_dpbf16(const bfloat16* const* krow, const bfloat16* qt2, std::size_t 
                 bits = half;
             }
             const __m512bh kb = (__m512bh)_mm512_set1_epi32(std::int32_t(bits));
-            for (std::size_t t = 0; t < regs; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], qv[t], kb);
+            LACUNA_UNROLL for (std::size_t t = 0; t < regs; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], qv[t], kb);
         }
     }
     const __m512 s = _mm512_set1_ps(scale);
-    for (std::size_t r = 0; r < R; ++r)
-        for (std::size_t t = 0; t < regs; ++t) _mm512_storeu_ps(st + r * bq + t * 16, _mm512_mul_ps(acc[r][t], s));
+    LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r)
+        LACUNA_UNROLL for (std::size_t t = 0; t < regs; ++t) _mm512_storeu_ps(st + r * bq + t * 16, _mm512_mul_ps(acc[r][t], s));
 }
 
 // out[jp · ld + c] = the bfloat16 pair (row(2jp)[c], row(2jp + 1)[c]) for c < cols (a multiple of 16),
@@ -295,19 +295,19 @@ LACUNA_TARGET_AVX512BF16 inline void value_tile_dpbf16(float* o, std::size_t ldo
                                                        std::size_t ldp, std::size_t pairs, const std::uint32_t* vp,
                                                        std::size_t ldv, std::size_t col) noexcept {
     __m512 acc[R][tiles];
-    for (std::size_t r = 0; r < R; ++r)
-        for (std::size_t t = 0; t < tiles; ++t)
+    LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r)
+        LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t)
             acc[r][t] = _mm512_mul_ps(_mm512_loadu_ps(o + r * ldo + col + t * 16), _mm512_set1_ps(alpha[r]));
     for (std::size_t jp = 0; jp < pairs; ++jp) {
         __m512bh pr[R];
-        for (std::size_t r = 0; r < R; ++r) pr[r] = (__m512bh)_mm512_set1_epi32(std::int32_t(pp[jp * ldp + r]));
-        for (std::size_t t = 0; t < tiles; ++t) {
+        LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r) pr[r] = (__m512bh)_mm512_set1_epi32(std::int32_t(pp[jp * ldp + r]));
+        LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) {
             const __m512bh vt = (__m512bh)_mm512_loadu_si512(vp + jp * ldv + col + t * 16);
-            for (std::size_t r = 0; r < R; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], pr[r], vt);
+            LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], pr[r], vt);
         }
     }
-    for (std::size_t r = 0; r < R; ++r)
-        for (std::size_t t = 0; t < tiles; ++t) _mm512_storeu_ps(o + r * ldo + col + t * 16, acc[r][t]);
+    LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r)
+        LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) _mm512_storeu_ps(o + r * ldo + col + t * 16, acc[r][t]);
 }
 
 // add_values for bf16_probabilities, dv a multiple of 16: the tile's probabilities (st, keys × bq)
@@ -348,20 +348,20 @@ LACUNA_ALWAYS_INLINE void value_tile(float* o, std::size_t ldo, const float* alp
                                      std::size_t keys, const VRow& vrow, std::size_t col, const Ahead& ahead) noexcept {
     constexpr std::size_t w = simd::width<V>;
     V acc[R][tiles];
-    for (std::size_t r = 0; r < R; ++r)
-        for (std::size_t t = 0; t < tiles; ++t) acc[r][t] = simd::load<V>(o + r * ldo + col + t * w) * V(alpha[r]);
+    LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r)
+        LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) acc[r][t] = simd::load<V>(o + r * ldo + col + t * w) * V(alpha[r]);
     for (std::size_t j = 0; j < keys; ++j) {
         ahead(j);
         V pr[R];
-        for (std::size_t r = 0; r < R; ++r) pr[r] = V(p[j * ldp + r]);
+        LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r) pr[r] = V(p[j * ldp + r]);
         const auto* row = vrow(j) + col; // float, or bfloat16 widened as it is loaded
-        for (std::size_t t = 0; t < tiles; ++t) {
+        LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) {
             const V vt = simd::load_to_register<V>(row + t * w);
-            for (std::size_t r = 0; r < R; ++r) acc[r][t] = simd::fma(pr[r], vt, acc[r][t]);
+            LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r) acc[r][t] = simd::fma(pr[r], vt, acc[r][t]);
         }
     }
-    for (std::size_t r = 0; r < R; ++r)
-        for (std::size_t t = 0; t < tiles; ++t) simd::store(o + r * ldo + col + t * w, acc[r][t]);
+    LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r)
+        LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) simd::store(o + r * ldo + col + t * w, acc[r][t]);
 }
 
 // The accumulator of `rows` queries (rows × dv) rescaled by alpha, plus the probabilities of the
@@ -555,7 +555,7 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
                 const auto* qt2 = reinterpret_cast<const bfloat16*>(s.qt);
                 for_each_group<S::rows>(keys, [&]<std::size_t G>(std::size_t j) {
                     const bfloat16* krow[G];
-                    for (std::size_t r = 0; r < G; ++r) krow[r] = k + (j0 + j + r) * a.ks.l;
+                    LACUNA_UNROLL for (std::size_t r = 0; r < G; ++r) krow[r] = k + (j0 + j + r) * a.ks.l;
                     score_tile_dpbf16<G>(krow, qt2, a.d, a.scale, s.st + j * S::bq);
                 });
                 scored = true;
@@ -564,7 +564,7 @@ void attend_block(const attention_args<T>& a, const flash_scratch& s, std::size_
         if (!scored)
             for_each_group<S::rows>(keys, [&]<std::size_t G>(std::size_t j) {
                 const float* krow[G];
-                for (std::size_t r = 0; r < G; ++r) krow[r] = kt + (j + r) * ldk;
+                LACUNA_UNROLL for (std::size_t r = 0; r < G; ++r) krow[r] = kt + (j + r) * ldk;
                 score_tile<Arch, G>(krow, s.qt, a.d, s.st + j * S::bq);
             });
 

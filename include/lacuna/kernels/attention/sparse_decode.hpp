@@ -59,28 +59,27 @@ void sparse_tile_scores(const float* qt, std::size_t r0, std::size_t d, const sp
     constexpr std::size_t w = simd::width<V>, P = 64 / w;
     constexpr std::uint64_t piece_mask = w == 64 ? ~std::uint64_t(0) : (std::uint64_t(1) << w) - 1;
     V acc[R][P];
-    for (std::size_t r = 0; r < R; ++r)
-        for (std::size_t p = 0; p < P; ++p) acc[r][p] = V(0.f);
+    LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r)
+        LACUNA_UNROLL for (std::size_t p = 0; p < P; ++p) acc[r][p] = V(0.f);
     const std::uint64_t* bits = h.k_bits + tile * d;
     const std::uint32_t* offsets = h.k_offsets + tile * d;
     for (std::size_t c = 0; c < d; ++c) {
         const std::uint64_t mask = bits[c];
         const T* values = h.k_values + offsets[c];
         V q[R];
-        for (std::size_t r = 0; r < R; ++r) q[r] = V(qt[(r0 + r) * d + c]);
-        for (std::size_t p = 0; p < P; ++p) {
+        LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r) q[r] = V(qt[(r0 + r) * d + c]);
+        LACUNA_UNROLL for (std::size_t p = 0; p < P; ++p) {
             const auto piece = std::uint32_t(mask >> (p * w) & piece_mask);
             const V k = expand<V>(piece, values);
             values += std::popcount(piece);
-            for (std::size_t r = 0; r < R; ++r) acc[r][p] = simd::fma(q[r], k, acc[r][p]);
+            LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r) acc[r][p] = simd::fma(q[r], k, acc[r][p]);
         }
     }
-    for (std::size_t r = 0; r < R; ++r)
-        for (std::size_t p = 0; p < P; ++p) {
-            alignas(64) float lanes[w];
-            simd::store(lanes, acc[r][p]);
-            for (std::size_t l = 0; l < w; ++l) st[(p * w + l) * ld + r0 + r] = lanes[l];
-        }
+    alignas(64) float lanes[R][64];
+    LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r)
+        LACUNA_UNROLL for (std::size_t p = 0; p < P; ++p) simd::store(lanes[r] + p * w, acc[r][p]);
+    for (std::size_t j = 0; j < 64; ++j)
+        for (std::size_t r = 0; r < R; ++r) st[j * ld + r0 + r] = lanes[r][j];
 }
 
 // o[r] = o[r]·alpha[r] + Σ_j st[j · ld + r] · V[j0 + j] for the rows and the tile's keys, values from their
@@ -99,15 +98,15 @@ void sparse_add_values(const flash_scratch& s, std::size_t rows, std::size_t dv,
         auto group = [&]<std::size_t G, std::size_t Pieces>(std::size_t r0) {
             const std::size_t count = Pieces ? Pieces : pieces;
             V acc[G][P];
-            for (std::size_t r = 0; r < G; ++r)
-                for (std::size_t p = 0; p < P; ++p)
+            LACUNA_UNROLL for (std::size_t r = 0; r < G; ++r)
+                LACUNA_UNROLL for (std::size_t p = 0; p < P; ++p)
                     acc[r][p] = p < count ? simd::load<V>(s.o + (r0 + r) * dv + c0 + p * w) * V(s.alpha[r0 + r]) : V(0.f);
             for (std::size_t j = 0; j < keys; ++j) {
                 const std::size_t tile = (j0 + j) * chunks + ch;
                 const std::uint64_t mask = h.v_bits[tile];
                 const T* values = h.v_values + h.v_offsets[tile];
                 V prob[G];
-                for (std::size_t r = 0; r < G; ++r) prob[r] = V(s.st[j * ld + r0 + r]);
+                LACUNA_UNROLL for (std::size_t r = 0; r < G; ++r) prob[r] = V(s.st[j * ld + r0 + r]);
 #if XSIMD_WITH_AVX512BW
                 if constexpr (std::is_same_v<Arch, xsimd::avx512bw>) {
                     const __m512i ranks = simd::slice_ranks(mask);
@@ -115,7 +114,7 @@ void sparse_add_values(const flash_scratch& s, std::size_t rows, std::size_t dv,
                         if (std::size_t(p) >= count) return;
                         const V v(simd::spread_slice<p>(ranks, mask, __m512(simd::load<V>(values))));
                         values += std::popcount(std::uint16_t(mask >> (16 * p)));
-                        for (std::size_t r = 0; r < G; ++r) acc[r][p] = simd::fma(prob[r], v, acc[r][p]);
+                        LACUNA_UNROLL for (std::size_t r = 0; r < G; ++r) acc[r][p] = simd::fma(prob[r], v, acc[r][p]);
                     };
                     slice.template operator()<0>();
                     slice.template operator()<1>();
@@ -123,15 +122,17 @@ void sparse_add_values(const flash_scratch& s, std::size_t rows, std::size_t dv,
                     slice.template operator()<3>();
                 } else
 #endif
-                for (std::size_t p = 0; p < count; ++p) {
+                LACUNA_UNROLL for (std::size_t p = 0; p < P; ++p) {
+                    if (p >= count) break;
                     const auto piece = std::uint32_t(mask >> (p * w) & piece_mask);
                     const V v = expand<V>(piece, values);
                     values += std::popcount(piece);
-                    for (std::size_t r = 0; r < G; ++r) acc[r][p] = simd::fma(prob[r], v, acc[r][p]);
+                    LACUNA_UNROLL for (std::size_t r = 0; r < G; ++r) acc[r][p] = simd::fma(prob[r], v, acc[r][p]);
                 }
             }
-            for (std::size_t r = 0; r < G; ++r)
-                for (std::size_t p = 0; p < count; ++p) simd::store(s.o + (r0 + r) * dv + c0 + p * w, acc[r][p]);
+            LACUNA_UNROLL for (std::size_t r = 0; r < G; ++r)
+                LACUNA_UNROLL for (std::size_t p = 0; p < P; ++p)
+                    if (p < count) simd::store(s.o + (r0 + r) * dv + c0 + p * w, acc[r][p]);
         };
         auto groups = [&]<std::size_t Pieces>() {
             std::size_t r0 = 0;

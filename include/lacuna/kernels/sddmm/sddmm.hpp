@@ -74,10 +74,10 @@ LACUNA_ALWAYS_INLINE void sddmm_dots(const sddmm_operands& s, std::size_t i, Col
     const float* a = s.a + i * s.lda;
     const std::size_t body = s.d - s.d % w;
     auto accumulate = [&]<std::size_t G>(std::size_t q, const float* (&b)[G], V (&acc)[G]) LACUNA_LAMBDA_INLINE {
-        for (std::size_t g = 0; g < G; ++g) b[g] = s.b + std::size_t(col(q + g)) * s.ldb, acc[g] = V(0.f);
+        LACUNA_UNROLL for (std::size_t g = 0; g < G; ++g) b[g] = s.b + std::size_t(col(q + g)) * s.ldb, acc[g] = V(0.f);
         for (std::size_t x = 0; x < body; x += w) {
             const V av = simd::load<V>(a + x);
-            for (std::size_t g = 0; g < G; ++g) acc[g] = simd::fma(av, simd::load<V>(b[g] + x), acc[g]);
+            LACUNA_UNROLL for (std::size_t g = 0; g < G; ++g) acc[g] = simd::fma(av, simd::load<V>(b[g] + x), acc[g]);
         }
     };
     auto tail = [&](const float* b, std::size_t x, float sum) {
@@ -92,20 +92,21 @@ LACUNA_ALWAYS_INLINE void sddmm_dots(const sddmm_operands& s, std::size_t i, Col
         auto prefetch_row = [&](std::size_t at, std::size_t d) LACUNA_LAMBDA_INLINE {
             if (!scattered || at >= count) return;
             const float* ahead = s.b + std::size_t(col(at)) * s.ldb;
-            for (std::size_t x = 0; x < d; x += 64 / sizeof(float)) __builtin_prefetch(ahead + x);
+            // d is a constant in `fixed`, where the lines are unrolled.
+            LACUNA_UNROLL for (std::size_t x = 0; x < d; x += 64 / sizeof(float)) __builtin_prefetch(ahead + x);
         };
         // d of 1 to 8 registers (attention heads of 16 to 128 on AVX-512): A's row waits in
         // registers and each position's dot is one short chain, so only one row pointer of B is live.
         auto fixed = [&]<std::size_t chunks>() LACUNA_LAMBDA_INLINE {
             V av[chunks];
-            for (std::size_t c = 0; c < chunks; ++c) av[c] = simd::load<V>(a + c * w);
+            LACUNA_UNROLL for (std::size_t c = 0; c < chunks; ++c) av[c] = simd::load<V>(a + c * w);
             for (; q + w <= count; q += w) {
                 V acc[w];
-                for (std::size_t g = 0; g < w; ++g) {
+                LACUNA_UNROLL for (std::size_t g = 0; g < w; ++g) {
                     prefetch_row(q + w + g, chunks * w);
                     const float* b = s.b + std::size_t(col(q + g)) * s.ldb;
                     V sum = av[0] * simd::load<V>(b);
-                    for (std::size_t c = 1; c < chunks; ++c) sum = simd::fma(av[c], simd::load<V>(b + c * w), sum);
+                    LACUNA_UNROLL for (std::size_t c = 1; c < chunks; ++c) sum = simd::fma(av[c], simd::load<V>(b + c * w), sum);
                     acc[g] = sum;
                 }
                 simd::store(out + q, V(s.scale) * simd::sums_of(acc));
@@ -115,7 +116,7 @@ LACUNA_ALWAYS_INLINE void sddmm_dots(const sddmm_operands& s, std::size_t i, Col
             ((s.d == (c + 1) * w ? fixed.template operator()<c + 1>() : void()), ...);
         }(std::make_index_sequence<8>{});
         for (; q + w <= count; q += w) {
-            for (std::size_t g = 0; g < w; ++g) prefetch_row(q + w + g, s.d);
+            LACUNA_UNROLL for (std::size_t g = 0; g < w; ++g) prefetch_row(q + w + g, s.d);
             const float* b[w];
             V acc[w];
             accumulate.template operator()<w>(q, b, acc);
@@ -133,7 +134,7 @@ LACUNA_ALWAYS_INLINE void sddmm_dots(const sddmm_operands& s, std::size_t i, Col
         const float* b[G];
         V acc[G];
         accumulate.template operator()<G>(at, b, acc);
-        for (std::size_t g = 0; g < G; ++g) out[at + g] = s.scale * tail(b[g], body, simd::reduce_add(acc[g]));
+        LACUNA_UNROLL for (std::size_t g = 0; g < G; ++g) out[at + g] = s.scale * tail(b[g], body, simd::reduce_add(acc[g]));
     };
     for (; q + 4 <= count; q += 4) group.template operator()<4>(q);
     for (; q < count; ++q) group.template operator()<1>(q);

@@ -40,7 +40,7 @@ LACUNA_ALWAYS_INLINE void bsr_pass(const bsr_product_args<T, R, C, Index>& a, st
     const std::size_t br = R == dynamic ? a.block_rows : R, bc = C == dynamic ? a.block_cols : C;
     constexpr std::size_t max_rows = R == dynamic ? bsr_rows_per_pass : std::min(R, bsr_rows_per_pass);
     V acc[max_rows];
-    for (std::size_t r = 0; r < max_rows; ++r) acc[r] = V(0.f);
+    LACUNA_UNROLL for (std::size_t r = 0; r < max_rows; ++r) acc[r] = V(0.f);
     for (auto blk = std::size_t(a.block_row_ptr[bi]); blk < std::size_t(a.block_row_ptr[bi + 1]); ++blk) {
         const std::size_t col0 = std::size_t(a.block_col_idx[blk]) * bc;
         const std::size_t cols = std::min(bc, a.k - col0); // the padding columns meet no row of B
@@ -51,7 +51,7 @@ LACUNA_ALWAYS_INLINE void bsr_pass(const bsr_product_args<T, R, C, Index>& a, st
             // constant row count; the rows past the matrix are computed from the block's padding
             // and never stored.
             if constexpr (R != dynamic && (R <= bsr_rows_per_pass || R % bsr_rows_per_pass == 0)) {
-                for (std::size_t r = 0; r < max_rows; ++r) acc[r] = simd::fma(V(float(block[r * bc + c])), b, acc[r]);
+                LACUNA_UNROLL for (std::size_t r = 0; r < max_rows; ++r) acc[r] = simd::fma(V(float(block[r * bc + c])), b, acc[r]);
             } else {
                 for (std::size_t r = 0; r < rows; ++r) acc[r] = simd::fma(V(float(block[r * bc + c])), b, acc[r]);
             }

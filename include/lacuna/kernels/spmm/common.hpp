@@ -49,13 +49,13 @@ template <class V, std::size_t tiles, class Walk>
 LACUNA_ALWAYS_INLINE void walk_tile(const dense_operands& d, std::size_t i, std::size_t j, const Walk& walk) noexcept {
     constexpr std::size_t w = simd::width<V>;
     V acc[tiles];
-    for (std::size_t t = 0; t < tiles; ++t) acc[t] = V(0.f);
+    LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) acc[t] = V(0.f);
     walk(i, [&](std::size_t col, float value) {
         const V v(value);
         const float* b = d.b + col * d.ldb + j;
-        for (std::size_t t = 0; t < tiles; ++t) acc[t] = simd::fma(v, simd::load<V>(b + t * w), acc[t]);
+        LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) acc[t] = simd::fma(v, simd::load<V>(b + t * w), acc[t]);
     });
-    for (std::size_t t = 0; t < tiles; ++t) finish(d.c + i * d.ldc + j + t * w, acc[t], d);
+    LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) finish(d.c + i * d.ldc + j + t * w, acc[t], d);
 }
 
 } // namespace detail

@@ -50,15 +50,15 @@ LACUNA_ALWAYS_INLINE std::size_t csr_row_tile(const csr_product_args<T, Index>& 
                                               std::size_t stop, std::size_t j, V (&acc)[tiles]) noexcept {
     constexpr std::size_t w = simd::width<V>;
     V odd[tiles];
-    for (std::size_t t = 0; t < tiles; ++t) acc[t] = odd[t] = V(0.f);
+    LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) acc[t] = odd[t] = V(0.f);
     auto element = [&](V(&sum)[tiles], std::size_t at) LACUNA_LAMBDA_INLINE {
         if (whole_row && at + prefetch_distance < last) {
             const float* ahead = a.d.b + std::size_t(a.col_idx[at + prefetch_distance]) * a.d.ldb + j;
-            for (std::size_t t = 0; t < tiles * w; t += 16) __builtin_prefetch(ahead + t);
+            LACUNA_UNROLL for (std::size_t t = 0; t < tiles * w; t += 16) __builtin_prefetch(ahead + t);
         }
         const V v(float(a.values[at]));
         const float* b = a.d.b + std::size_t(a.col_idx[at]) * a.d.ldb + j;
-        for (std::size_t t = 0; t < tiles; ++t) sum[t] = simd::fma(v, simd::load<V>(b + t * w), sum[t]);
+        LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) sum[t] = simd::fma(v, simd::load<V>(b + t * w), sum[t]);
     };
     // Columns rise along a row, so the second of a pair below `stop` means both are.
     for (; k + 2 <= last && (whole_row || std::size_t(a.col_idx[k + 1]) < stop); k += 2) {
@@ -66,7 +66,7 @@ LACUNA_ALWAYS_INLINE std::size_t csr_row_tile(const csr_product_args<T, Index>& 
         element(odd, k + 1);
     }
     if (k < last && (whole_row || std::size_t(a.col_idx[k]) < stop)) element(acc, k++);
-    for (std::size_t t = 0; t < tiles; ++t) acc[t] += odd[t];
+    LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) acc[t] += odd[t];
     return k;
 }
 
@@ -113,7 +113,7 @@ void spmm_csr::operator()(Arch, const csr_product_args<T, Index>* args, std::siz
                 // β applies in the first chunk only; a later chunk with none of the row's elements
                 // leaves C as it is.
                 if (c0 == 0 || at[i - i0] != from)
-                    for (std::size_t t = 0; t < tiles; ++t)
+                    LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t)
                         detail::finish(a.d.c + i * a.d.ldc + j + t * w, acc[t], c0 == 0 ? a.d : later);
             }
         }
@@ -130,7 +130,7 @@ void spmm_csr::operator()(Arch, const csr_product_args<T, Index>* args, std::siz
             for (std::size_t i = row_begin; i < row_end; ++i) {
                 V acc[tiles];
                 detail::csr_row_tile<true>(a, std::size_t(a.row_ptr[i]), std::size_t(a.row_ptr[i + 1]), a.k, j, acc);
-                for (std::size_t t = 0; t < tiles; ++t) detail::finish(a.d.c + i * a.d.ldc + j + t * w, acc[t], a.d);
+                LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) detail::finish(a.d.c + i * a.d.ldc + j + t * w, acc[t], a.d);
             }
         }
         return tiles * simd::width<V>;

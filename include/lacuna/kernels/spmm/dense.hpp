@@ -65,10 +65,10 @@ LACUNA_ALWAYS_INLINE void dense_tile(const float* const (&a)[R], const float* b,
     constexpr std::size_t w = simd::width<V>;
     for (std::size_t c = 0; c < cols; ++c) {
         V bv[tiles];
-        for (std::size_t t = 0; t < tiles; ++t) bv[t] = simd::load<V>(b + c * ldb + t * w);
-        for (std::size_t r = 0; r < R; ++r) {
+        LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) bv[t] = simd::load<V>(b + c * ldb + t * w);
+        LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r) {
             const V av(a[r][c]);
-            for (std::size_t t = 0; t < tiles; ++t) acc[r][t] = simd::fma(av, bv[t], acc[r][t]);
+            LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) acc[r][t] = simd::fma(av, bv[t], acc[r][t]);
         }
     }
 }
@@ -89,7 +89,7 @@ void spmm_dense::operator()(Arch, const dense_product_args<T>* args, std::size_t
             constexpr std::size_t w = simd::width<V>, R = detail::dense_tile_rows<V, tiles>;
             V scratch[block][tiles];
             for (std::size_t r = 0; r < rows; ++r)
-                for (std::size_t t = 0; t < tiles; ++t) scratch[r][t] = V(0.f);
+                LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) scratch[r][t] = V(0.f);
             for (std::size_t k0 = 0; k0 < a.k; k0 += kc) {
                 const std::size_t cols = std::min(kc, a.k - k0);
                 const float* arow[block];
@@ -114,18 +114,18 @@ void spmm_dense::operator()(Arch, const dense_product_args<T>* args, std::size_t
                 auto pass = [&]<std::size_t G>(std::size_t r) {
                     V acc[G][tiles];
                     const float* rows_of_a[G];
-                    for (std::size_t q = 0; q < G; ++q) {
+                    LACUNA_UNROLL for (std::size_t q = 0; q < G; ++q) {
                         rows_of_a[q] = arow[r + q];
-                        for (std::size_t t = 0; t < tiles; ++t) acc[q][t] = scratch[r + q][t];
+                        LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) acc[q][t] = scratch[r + q][t];
                     }
                     detail::dense_tile<V, tiles, G>(rows_of_a, b, a.d.ldb, cols, acc);
-                    for (std::size_t q = 0; q < G; ++q)
-                        for (std::size_t t = 0; t < tiles; ++t) scratch[r + q][t] = acc[q][t];
+                    LACUNA_UNROLL for (std::size_t q = 0; q < G; ++q)
+                        LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) scratch[r + q][t] = acc[q][t];
                 };
                 detail::for_each_group<R>(rows, pass);
             }
             for (std::size_t r = 0; r < rows; ++r)
-                for (std::size_t t = 0; t < tiles; ++t) detail::finish(a.d.c + (i0 + r) * a.d.ldc + j + t * w, scratch[r][t], a.d);
+                LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) detail::finish(a.d.c + (i0 + r) * a.d.ldc + j + t * w, scratch[r][t], a.d);
             return tiles * w;
         });
     }
@@ -143,22 +143,22 @@ void dense_rows_dot(const dense_product_args<T>& a, const float* x, std::size_t 
     const std::size_t vk = simd::is_lane<V> ? 0 : a.k - a.k % w;
     auto rows = [&]<std::size_t G>(std::size_t i) {
         V acc[G][N];
-        for (std::size_t r = 0; r < G; ++r)
-            for (std::size_t t = 0; t < N; ++t) acc[r][t] = V(0.f);
+        LACUNA_UNROLL for (std::size_t r = 0; r < G; ++r)
+            LACUNA_UNROLL for (std::size_t t = 0; t < N; ++t) acc[r][t] = V(0.f);
         for (std::size_t c = 0; c < vk; c += w) {
             V xv[N];
-            for (std::size_t t = 0; t < N; ++t) xv[t] = simd::load<V>(x + t * ldx + c);
-            for (std::size_t r = 0; r < G; ++r) {
+            LACUNA_UNROLL for (std::size_t t = 0; t < N; ++t) xv[t] = simd::load<V>(x + t * ldx + c);
+            LACUNA_UNROLL for (std::size_t r = 0; r < G; ++r) {
                 // bfloat16 rows are short streams (2 KiB for 1024 columns), which the hardware
                 // prefetcher picks up late: fetch the next rows' same columns ahead (float rows
                 // stream faster without).
                 if constexpr (sizeof(T) == 2) __builtin_prefetch(a.a + std::min(i + r + G, r1 - 1) * a.lda + c);
                 const V av = simd::load<V>(a.a + (i + r) * a.lda + c);
-                for (std::size_t t = 0; t < N; ++t) acc[r][t] = simd::fma(av, xv[t], acc[r][t]);
+                LACUNA_UNROLL for (std::size_t t = 0; t < N; ++t) acc[r][t] = simd::fma(av, xv[t], acc[r][t]);
             }
         }
-        for (std::size_t r = 0; r < G; ++r)
-            for (std::size_t t = 0; t < N; ++t) {
+        LACUNA_UNROLL for (std::size_t r = 0; r < G; ++r)
+            LACUNA_UNROLL for (std::size_t t = 0; t < N; ++t) {
                 float sum = simd::reduce_add(acc[r][t]);
                 for (std::size_t c = vk; c < a.k; ++c) sum += float(a.a[(i + r) * a.lda + c]) * x[t * ldx + c];
                 finish(out + t * ct + (i + r) * ci, sum, a.d);

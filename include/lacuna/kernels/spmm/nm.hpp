@@ -61,7 +61,7 @@ LACUNA_ALWAYS_INLINE void nm_rows_tile(const nm_product_args<T, N, M>& a, std::s
     constexpr std::size_t w = simd::width<V>;
     const T* v[R];
     const std::uint64_t* meta[R];
-    for (std::size_t r = 0; r < R; ++r) {
+    LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r) {
         v[r] = a.values + (i0 + r) * a.groups * N;
         meta[r] = a.meta + (i0 + r) * a.words_per_row;
         // The next chunk of these rows: a row is read a chunk at a time, with other rows between,
@@ -74,19 +74,19 @@ LACUNA_ALWAYS_INLINE void nm_rows_tile(const nm_product_args<T, N, M>& a, std::s
     auto slot = [&](std::size_t r, std::size_t col, std::size_t at) LACUNA_LAMBDA_INLINE {
         const V value = V(float(v[r][at]));
         const float* row = b + col * a.d.ldb;
-        for (std::size_t t = 0; t < tiles; ++t) acc[r][t] = simd::fma(value, simd::load<V>(row + t * w), acc[r][t]);
+        LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) acc[r][t] = simd::fma(value, simd::load<V>(row + t * w), acc[r][t]);
     };
     const std::size_t full = std::min(g_end, a.k / M); // groups wholly inside the matrix
     for (std::size_t g = g_begin; g < full; ++g) {
         std::uint64_t code[R];
-        for (std::size_t r = 0; r < R; ++r) code[r] = format::code(meta[r], g);
-        for (std::size_t s = 0; s < N; ++s)
-            for (std::size_t r = 0; r < R; ++r) slot(r, g * M + format::position(code[r], s), g * N + s);
+        LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r) code[r] = format::code(meta[r], g);
+        LACUNA_UNROLL for (std::size_t s = 0; s < N; ++s)
+            LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r) slot(r, g * M + format::position(code[r], s), g * N + s);
     }
     if (full < g_end)
-        for (std::size_t r = 0; r < R; ++r) {
+        LACUNA_UNROLL for (std::size_t r = 0; r < R; ++r) {
             const std::uint64_t code = format::code(meta[r], full);
-            for (std::size_t s = 0; s < N; ++s)
+            LACUNA_UNROLL for (std::size_t s = 0; s < N; ++s)
                 if (const std::size_t col = full * M + format::position(code, s); col < a.k) slot(r, col, full * N + s);
         }
 }
@@ -126,14 +126,14 @@ void spmm_nm::operator()(Arch, const nm_product_args<T, N, M>* args, std::size_t
             for (std::size_t i0 = row_begin; i0 < row_end; i0 += detail::nm_block_rows) {
                 const std::size_t rows = std::min(detail::nm_block_rows, row_end - i0);
                 for (std::size_t r = 0; r < rows; ++r)
-                    for (std::size_t t = 0; t < tiles; ++t) scratch[r][t] = V(0.f);
+                    LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) scratch[r][t] = V(0.f);
                 auto pass = [&]<std::size_t R>(std::size_t r, std::size_t g0, std::size_t g1) {
                     V acc[R][tiles];
-                    for (std::size_t q = 0; q < R; ++q)
-                        for (std::size_t t = 0; t < tiles; ++t) acc[q][t] = scratch[r + q][t];
+                    LACUNA_UNROLL for (std::size_t q = 0; q < R; ++q)
+                        LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) acc[q][t] = scratch[r + q][t];
                     detail::nm_rows_tile(a, i0 + r, j, g0, g1, acc);
-                    for (std::size_t q = 0; q < R; ++q)
-                        for (std::size_t t = 0; t < tiles; ++t) scratch[r + q][t] = acc[q][t];
+                    LACUNA_UNROLL for (std::size_t q = 0; q < R; ++q)
+                        LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) scratch[r + q][t] = acc[q][t];
                 };
                 for (std::size_t g0 = s0; g0 < s1; g0 += chunk_groups) {
                     const std::size_t g1 = std::min(s1, g0 + chunk_groups);
@@ -142,7 +142,7 @@ void spmm_nm::operator()(Arch, const nm_product_args<T, N, M>* args, std::size_t
                     if (r < rows) pass.template operator()<1>(r, g0, g1);
                 }
                 for (std::size_t r = 0; r < rows; ++r)
-                    for (std::size_t t = 0; t < tiles; ++t)
+                    LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t)
                         detail::finish(a.d.c + (i0 + r) * a.d.ldc + j + t * w, scratch[r][t], s0 == 0 ? a.d : later);
             }
         }
@@ -185,7 +185,7 @@ void spmv_nm::operator()(Arch, const nm_product_args<T, N, M>* args, std::size_t
         // The slots the vector loop left, and the last group's slots inside the matrix.
         for (std::size_t g = s / N; g < a.groups; ++g) {
             const std::uint64_t code = nm_format<N, M>::code(meta, g);
-            for (std::size_t t = 0; t < N; ++t)
+            LACUNA_UNROLL for (std::size_t t = 0; t < N; ++t)
                 if (const std::size_t col = g * M + nm_format<N, M>::position(code, t); col < a.k)
                     sum += float(v[g * N + t]) * a.d.b[col];
         }
@@ -247,7 +247,7 @@ void spmv_nm::operator()(xsimd::avx512bw, const nm_product_args<T, N, M>* args, 
         float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
         for (std::size_t g = c * groups16; g < a.groups; ++g) {
             const std::uint64_t code = format::code(meta, g);
-            for (std::size_t t = 0; t < N; ++t)
+            LACUNA_UNROLL for (std::size_t t = 0; t < N; ++t)
                 if (const std::size_t col = g * M + format::position(code, t); col < a.k) sum += float(v[g * N + t]) * a.d.b[col];
         }
         detail::finish(a.d.c + i * a.d.ldc, sum, a.d);
