@@ -83,9 +83,10 @@ TEMPLATE_TEST_CASE("linear with dense weights matches the reference", "[linear][
         std::size_t tokens, in, out;
     };
     // in past one chunk of A's columns (128) and out past one block of rows (24), with tails of both;
-    // W with a row stride wider than its columns.
+    // W with a row stride wider than its columns; 90, 100 and 119 tokens fill 5, 6 and 7 AVX-512
+    // registers and a partial one, which the panels split as 3 + 2, 3 + 3 and 4 + 3.
     for (auto s : {shape{1, 1, 1}, shape{1, 300, 37}, shape{3, 17, 5}, shape{5, 64, 17}, shape{19, 130, 30},
-                   shape{70, 257, 50}, shape{0, 4, 4}}) {
+                   shape{70, 257, 50}, shape{90, 140, 30}, shape{100, 131, 26}, shape{119, 129, 25}, shape{0, 4, 4}}) {
         INFO(s.tokens << " tokens, " << s.in << " -> " << s.out);
         const std::size_t ld = s.in + 3;
         const auto w = random_vector<TestType>(rng, s.out * ld);

@@ -54,9 +54,38 @@ namespace detail {
 inline constexpr std::size_t dense_chunk_cols = 128, dense_block_rows = 24;
 
 // Rows of C per register tile: with `tiles` registers per row, as many rows as keep the
-// accumulators, B's registers and a broadcast within the register file.
+// accumulators, B's registers and a broadcast within the register file. With AVX-512's 32: eight
+// rows of three registers (measured faster than six), six of four, six of one or two (twelve rows
+// and five-register panels measured slower).
 template <class V, std::size_t tiles> inline constexpr std::size_t dense_tile_rows =
-    simd::width<V> >= 16 ? std::min<std::size_t>(6, 24 / tiles) : std::min<std::size_t>(4, 8 / tiles);
+    simd::width<V> >= 16 ? (tiles == 3 ? 8 : std::min<std::size_t>(6, 24 / tiles))
+                         : std::min<std::size_t>(4, 8 / tiles);
+
+// for_each_panel for the dense product, whose C often has a few registers of columns (a MoE expert's
+// tokens, a linear layer's batch): with AVX-512, whole registers go four to a panel except that the
+// last five go as three and two and the last six as three and three, rather than a one-register
+// panel after a four, whose tile loads a broadcast for every FMA or two.
+template <class Arch, class Panel> LACUNA_ALWAYS_INLINE void for_each_dense_panel(std::size_t n, Panel&& panel) {
+    using V = simd::vec<float, Arch>;
+    constexpr std::size_t w = simd::width<V>;
+    if constexpr (w >= 16) {
+        std::size_t j = 0;
+        for (std::size_t m = n / w; m > 0;) {
+            const std::size_t take = m == 5 || m == 6 ? 3 : std::min<std::size_t>(m, 4);
+            switch (take) {
+                case 4: panel.template operator()<V, 4>(j); break;
+                case 3: panel.template operator()<V, 3>(j); break;
+                case 2: panel.template operator()<V, 2>(j); break;
+                default: panel.template operator()<V, 1>(j); break;
+            }
+            j += take * w;
+            m -= take;
+        }
+        for_each_panel<Arch>(n - j, [&]<class U, std::size_t tiles>(std::size_t at) { return panel.template operator()<U, tiles>(j + at); });
+    } else {
+        for_each_panel<Arch>(n, panel);
+    }
+}
 
 // acc[r][t] += Σ_c a[r][c] · B[k0 + c, j + t·w] for c < cols, a[r] rows of float.
 template <class V, std::size_t tiles, std::size_t R>
@@ -85,7 +114,7 @@ void spmm_dense::operator()(Arch, const dense_product_args<T>* args, std::size_t
     // while every panel of B's columns passes over it.
     for (std::size_t i0 = row_begin; i0 < row_end; i0 += block) {
         const std::size_t rows = std::min(block, row_end - i0);
-        detail::for_each_panel<Arch>(a.d.n, [&]<class V, std::size_t tiles>(std::size_t j) {
+        detail::for_each_dense_panel<Arch>(a.d.n, [&]<class V, std::size_t tiles>(std::size_t j) {
             constexpr std::size_t w = simd::width<V>, R = detail::dense_tile_rows<V, tiles>;
             V scratch[block][tiles];
             for (std::size_t r = 0; r < rows; ++r)
