@@ -219,13 +219,14 @@ template <std::size_t R> void add_bsr_problem(std::size_t size, std::size_t n, d
 #endif
 }
 
-// The linear layer Y = X·Wᵀ with W (out × in) pruned to N:M, float or bfloat16, against OpenBLAS on
-// the dense float W (sgemv for one token, sgemm beyond).
+// The linear layer Y = X·Wᵀ with W (out × in) pruned to N:M, or dense when M is 0, float or bfloat16,
+// against OpenBLAS on the dense float W (sgemv for one token, sgemm beyond).
 template <class T, std::size_t N, std::size_t M> void add_linear_problem(std::size_t out, std::size_t in, std::size_t tokens) {
+    constexpr bool dense_weights = M == 0;
     struct linear_problem {
         std::vector<float> dense_w;
         buffer x, y;
-        lacuna::nm<T, N, M> w;
+        std::conditional_t<dense_weights, std::vector<T>, lacuna::nm<T, N, M>> w;
     };
     auto get = [=]() -> linear_problem& {
         static std::map<std::string, std::unique_ptr<linear_problem>> cache;
@@ -236,25 +237,35 @@ template <class T, std::size_t N, std::size_t M> void add_linear_problem(std::si
             std::uniform_real_distribution<float> value(-1.f, 1.f);
             std::vector<T> full(out * in);
             for (T& v : full) v = T(value(rng));
-            p->w = lacuna::nm<T, N, M>::from_dense(lacuna::matrix_view<const T>(full, out, in));
-            const std::vector<T> pruned = p->w.to_dense();
-            p->dense_w.assign(pruned.begin(), pruned.end());
+            if constexpr (dense_weights) {
+                p->w = full;
+            } else {
+                p->w = lacuna::nm<T, N, M>::from_dense(lacuna::matrix_view<const T>(full, out, in));
+                full = p->w.to_dense();
+            }
+            p->dense_w.assign(full.begin(), full.end());
             p->x = buffer(tokens * in);
             for (float& v : p->x) v = value(rng);
             p->y = buffer(tokens * out);
         }
         return *p;
     };
-    const std::string op = "linear" + std::to_string(N) + ":" + std::to_string(M) +
+    const std::string op = "linear" + (dense_weights ? std::string("_dense") : std::to_string(N) + ":" + std::to_string(M)) +
                            (std::is_same_v<T, float> ? "" : "bf16") + "_" + std::to_string(out) + "x" + std::to_string(in);
+    const double stored = dense_weights ? double(out * in) : double(out * in / M * N);
     auto add = [&](const std::string& impl, int threads, std::function<void(linear_problem&)> run) {
         add_timed(op + "/" + impl + "/" + std::to_string(tokens), threads, [=] {
             linear_problem& p = get();
-            return timed_case{[&p, run] { run(p); }, 2.0 * double(out * in / M * N) * double(tokens), double(p.w.bytes())};
+            double bytes = double(out * in * sizeof(T));
+            if constexpr (!dense_weights) bytes = double(p.w.bytes());
+            return timed_case{[&p, run] { run(p); }, 2.0 * stored * double(tokens), bytes};
         });
     };
     auto linear = [=](linear_problem& p) {
-        lacuna::linear(lacuna::matrix_view<const float>(p.x, tokens, in), p.w, lacuna::matrix_view<float>(p.y, tokens, out));
+        const lacuna::matrix_view<const float> x(p.x, tokens, in);
+        const lacuna::matrix_view<float> y(p.y, tokens, out);
+        if constexpr (dense_weights) lacuna::linear(x, lacuna::matrix_view<const T>(p.w.data(), out, in), y);
+        else lacuna::linear(x, p.w, y);
     };
     add("lacuna", 1, linear);
     add("lacuna.2t", 2, linear);
@@ -362,11 +373,16 @@ void register_cases() {
         add_linear_problem<float, 2, 4>(4096, 4096, t);
         add_linear_problem<lacuna::bfloat16, 2, 4>(4096, 4096, t);
         if (!lacuna::bench::full_run()) continue;
+        add_linear_problem<float, 0, 0>(4096, 4096, t);
+        add_linear_problem<lacuna::bfloat16, 0, 0>(4096, 4096, t);
         add_linear_problem<float, 1, 4>(4096, 4096, t);
         add_linear_problem<float, 2, 8>(4096, 4096, t);
         add_linear_problem<float, 2, 4>(11008, 4096, t);
         add_linear_problem<lacuna::bfloat16, 2, 4>(11008, 4096, t);
     }
+    // A MoE expert's gate (2048 × 1024) over a few registers of tokens, as the experts run it.
+    if (lacuna::bench::full_run())
+        for (std::size_t t : {16, 48, 64, 80, 96, 112}) add_linear_problem<float, 0, 0>(2048, 1024, t);
     add_power_law_problem(64);
     add_sddmm_problems(64);
     if (lacuna::bench::full_run()) add_sddmm_problems(128);
