@@ -106,13 +106,14 @@ TEST_CASE("route: ties go to the lower expert, weights renormalised and scaled",
     CHECK(all.topk_weights[2] == 0.f);
     cfg.k = 1;
     CHECK(route_rows({7.f}, 1, cfg).topk_weights == std::vector<float>{1.f});
-    // Ties across the registers of a wide row (the search runs four chains of registers, then the
-    // rest): 100 experts, the largest at 99, 69, 37, 21 and 5 (one lane of 16 in four registers),
-    // the others equal; then all equal.
-    std::vector<float> wide(200, 0.f);
-    for (std::size_t e : {99, 69, 37, 21, 5}) wide[e] = 3.f;
+    // Ties across the registers of a wide row (from eight registers of keys, the search runs four
+    // chains over every fourth register, then the rest): 200 experts, the largest at 197, 85, 37,
+    // 21 and 5 (one lane, in registers of chains 0, 1, 2 and the rest with 16 lanes; 0 and 2 with
+    // 8), the others equal; then all equal.
+    std::vector<float> wide(400, 0.f);
+    for (std::size_t e : {197, 85, 37, 21, 5}) wide[e] = 3.f;
     cfg.k = 8;
-    CHECK(route_rows(wide, 100, cfg).topk_ids == ids{5, 21, 37, 69, 99, 0, 1, 2, 0, 1, 2, 3, 4, 5, 6, 7});
+    CHECK(route_rows(wide, 200, cfg).topk_ids == ids{5, 21, 37, 85, 197, 0, 1, 2, 0, 1, 2, 3, 4, 5, 6, 7});
 }
 
 TEST_CASE("route: grouped top-k picks on biased scores and weighs with unbiased ones", "[moe][route]") {
