@@ -380,9 +380,10 @@ void register_cases() {
         add_linear_problem<float, 2, 4>(11008, 4096, t);
         add_linear_problem<lacuna::bfloat16, 2, 4>(11008, 4096, t);
     }
-    // A MoE expert's gate (2048 × 1024) over a few registers of tokens, as the experts run it.
+    // A MoE expert's gate (2048 × 1024) over a few registers of tokens, as the experts run it, and
+    // over counts that end in a part of a register (12, 24, 40, 72, 100).
     if (lacuna::bench::full_run())
-        for (std::size_t t : {16, 48, 64, 80, 96, 112}) add_linear_problem<float, 0, 0>(2048, 1024, t);
+        for (std::size_t t : {12, 16, 24, 40, 48, 64, 72, 80, 96, 100, 112}) add_linear_problem<float, 0, 0>(2048, 1024, t);
     add_power_law_problem(64);
     add_sddmm_problems(64);
     if (lacuna::bench::full_run()) add_sddmm_problems(128);

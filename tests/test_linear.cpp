@@ -84,18 +84,21 @@ TEMPLATE_TEST_CASE("linear with dense weights matches the reference", "[linear][
     };
     // in past one chunk of A's columns (128) and out past one block of rows (24), with tails of both;
     // W with a row stride wider than its columns; 90, 100 and 119 tokens fill 5, 6 and 7 AVX-512
-    // registers and a partial one, which the panels split as 3 + 2, 3 + 3 and 4 + 3.
-    for (auto s : {shape{1, 1, 1}, shape{1, 300, 37}, shape{3, 17, 5}, shape{5, 64, 17}, shape{19, 130, 30},
-                   shape{70, 257, 50}, shape{90, 140, 30}, shape{100, 131, 26}, shape{119, 129, 25}, shape{0, 4, 4}}) {
+    // registers, which the panels split as 3 + 2, 3 + 3 and 4 + 3. The ragged last tokens (n % 16)
+    // run as dot products with X's rows, in groups of up to 8: 3, 6, 10, 4, 7, and with no panel at
+    // all 12 and 15; 32 has none.
+    for (auto s : {shape{1, 1, 1}, shape{1, 300, 37}, shape{3, 17, 5}, shape{5, 64, 17}, shape{12, 70, 30}, shape{15, 33, 49},
+                   shape{19, 130, 30}, shape{32, 40, 27}, shape{70, 257, 50}, shape{90, 140, 30}, shape{100, 131, 26},
+                   shape{119, 129, 25}, shape{0, 4, 4}}) {
         INFO(s.tokens << " tokens, " << s.in << " -> " << s.out);
-        const std::size_t ld = s.in + 3;
+        const std::size_t ld = s.in + 3, ldx = s.in + 5;
         const auto w = random_vector<TestType>(rng, s.out * ld);
         std::vector<TestType> packed(s.out * s.in);
         for (std::size_t o = 0; o < s.out; ++o)
             for (std::size_t i = 0; i < s.in; ++i) packed[o * s.in + i] = w[o * ld + i];
         const auto w_ref = lacuna::csr<TestType>::from_dense(lacuna::matrix_view<const TestType>(packed, s.out, s.in));
-        const auto x = random_vector(rng, s.tokens * s.in);
-        const lacuna::matrix_view<const float> xv(x, s.tokens, s.in);
+        const auto x = random_vector(rng, s.tokens * ldx);
+        const lacuna::matrix_view<const float> xv(x.data(), s.tokens, s.in, ldx);
         auto y_ref = poisoned(s.tokens * s.out);
         lacuna::ref::linear(xv, w_ref, lacuna::matrix_view<float>(y_ref, s.tokens, s.out), {}, "silu");
         std::vector<float> first;

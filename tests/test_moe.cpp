@@ -411,6 +411,13 @@ TEMPLATE_TEST_CASE("moe_layer with dense expert weights, a hot expert over one c
     cfg.router.k = 2;
     check_layer(rng, routed, {}, 300, H, E, cfg, 50.f); // expert 0 takes all 300 tokens: two chunks
     check_layer(rng, routed, {}, 5, H, E, cfg, 0.f);
+    // About 12 rows an expert: no whole register of them, all computed as dot products.
+    check_layer(rng, routed, {}, 24, H, E, cfg, 0.f);
+    INFO("GELU");
+    cfg.act = moe::expert_activation::gelu;
+    auto gelu_routed = routed;
+    gelu_routed.gate.clear();
+    check_layer(rng, gelu_routed, {}, 70, H, E, cfg, 0.f);
 }
 
 TEST_CASE("experts and moe_layer reject weights that do not fit", "[moe][layer][errors]") {

@@ -75,10 +75,13 @@ void linear(matrix_view<const float> x, const Weights& w, matrix_view<float> y, 
     aligned_buffer<float> xt(in * ld, aligned_buffer<float>::uninitialized);
     aligned_buffer<float> z(out * tokens, aligned_buffer<float>::uninitialized);
     detail::transpose(x.data(), x.stride(), tokens, in, xt.data(), ld);
-    detail::run_product(w, {xt.data(), ld, z.data(), tokens, tokens, 1.f, 0.f}, [&](std::size_t o0, std::size_t o1) {
+    const kernels::dense_operands product{xt.data(), ld, z.data(), tokens, tokens, 1.f, 0.f};
+    const auto after = [&](std::size_t o0, std::size_t o1) {
         detail::transpose(z.data() + o0 * tokens, tokens, o1 - o0, tokens, y.data() + o0, y.stride());
         for (std::size_t t = 0; t < tokens; ++t) epilogue(y.data() + t * y.stride(), o0, o1);
-    });
+    };
+    if constexpr (dense_operand<Weights>) detail::run_product(w, product, after, detail::ragged_columns(x.data(), x.stride(), tokens));
+    else detail::run_product(w, product, after);
 }
 
 } // namespace lacuna

@@ -92,10 +92,18 @@ void run_product(const Sparse& a, const kernels::dense_operands& d, After&& afte
     }
 }
 
-/// C = α·A·B + β·C for a dense A, rows split over threads evenly, as run_product does for a sparse A.
+/// C's last n % 16 columns (the part of a widest register of floats that panels would pad) given as
+/// the rows of x (row stride ldx) that B's columns [0, n) are, for run_product with a dense A.
+inline kernels::b_columns_as_rows ragged_columns(const float* x, std::size_t ldx, std::size_t n) noexcept {
+    const std::size_t ragged = n % 16;
+    return {x + (n - ragged) * ldx, ldx, ragged};
+}
+
+/// C = α·A·B + β·C for a dense A, rows split over threads evenly, as run_product does for a sparse A;
+/// C's last tail.count columns as dot products with tail's rows (see b_columns_as_rows).
 template <dense_operand Dense, class After>
-void run_product(const Dense& a, const kernels::dense_operands& d, After&& after) {
-    const kernels::dense_product_args<typename Dense::value_type> args{d, a.data(), a.stride(), a.cols()};
+void run_product(const Dense& a, const kernels::dense_operands& d, After&& after, kernels::b_columns_as_rows tail = {}) {
+    const kernels::dense_product_args<typename Dense::value_type> args{d, a.data(), a.stride(), a.cols(), tail};
     const bool vector = d.n == 1 && d.ldb == 1;
     run_on_rows(a.rows(), [&](std::size_t i) { return i * a.cols(); }, [&](std::size_t r0, std::size_t r1) {
         if (vector) dispatch<kernels::spmv_dense>(&args, r0, r1);

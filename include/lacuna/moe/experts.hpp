@@ -72,13 +72,14 @@ void check_expert_weights(const char* where, const moe::expert_weights<W>& w, st
 }
 
 // The scratch of the experts: the chunk's rows transposed (H × ld), the gate and up products (F × ld
-// each, up then holding the activation), the output transposed (H × ld). Zeroed once, so that
-// columns past a chunk's rows only ever hold finite values.
+// each, up then holding the activation), the output transposed (H × ld), and the activation's ragged
+// last columns as rows (at most 15 × F) for dense weights. Zeroed once, so that columns past a
+// chunk's rows only ever hold finite values.
 struct expert_scratch {
     std::size_t ld;
-    aligned_buffer<float> xt, gate, up, yt;
+    aligned_buffer<float> xt, gate, up, yt, ragged;
     expert_scratch(std::size_t hidden, std::size_t ffn, std::size_t rows)
-        : ld(padded_columns(rows)), xt(hidden * ld), gate(ffn * ld), up(ffn * ld), yt(hidden * ld) {}
+        : ld(padded_columns(rows)), xt(hidden * ld), gate(ffn * ld), up(ffn * ld), yt(hidden * ld), ragged(15 * ffn) {}
     // Rows of the transposed operands start on cache lines and are not a multiple of 512 bytes apart,
     // as in linear().
     static std::size_t padded_columns(std::size_t n) {
@@ -108,15 +109,26 @@ void expert_ffn(const moe::expert_weights<W>& w, std::size_t e, moe::expert_acti
         return;
     }
     const std::size_t ld = s.ld;
-    // Whole registers of columns: a ragged tail would run in narrow panels at a fraction of the
-    // speed. The extra columns hold finite values (see expert_scratch) and are never read back.
-    const std::size_t cols = std::min(ld, (n + 15) / 16 * 16);
+    // Dense weights compute the ragged last columns (n % 16) as dot products with rows of tokens
+    // (b_columns_as_rows). Sparse weights run whole registers of columns: a ragged tail would run in
+    // narrow panels at a fraction of the speed; the extra columns hold finite values (see
+    // expert_scratch) and are never read back.
+    const std::size_t cols = dense_operand<W> ? n : std::min(ld, (n + 15) / 16 * 16);
+    auto product = [&](const W& weights, const float* b, float* c, kernels::b_columns_as_rows ragged, auto&& after) {
+        const kernels::dense_operands d{b, ld, c, ld, cols, 1.f, 0.f};
+        if constexpr (dense_operand<W>) run_product(weights, d, after, ragged);
+        else run_product(weights, d, after);
+    };
+    const std::size_t F = w.up[e].rows();
+    const kernels::b_columns_as_rows x_ragged = ragged_columns(x, ldx, n);
     transpose(x, ldx, n, H, s.xt.data(), ld);
-    if (gated) run_product(w.gate[e], {s.xt.data(), ld, s.gate.data(), ld, cols, 1.f, 0.f}, [](std::size_t, std::size_t) {});
-    run_product(w.up[e], {s.xt.data(), ld, s.up.data(), ld, cols, 1.f, 0.f}, [&](std::size_t o0, std::size_t o1) {
+    if (gated) product(w.gate[e], s.xt.data(), s.gate.data(), x_ragged, [](std::size_t, std::size_t) {});
+    product(w.up[e], s.xt.data(), s.up.data(), x_ragged, [&](std::size_t o0, std::size_t o1) {
         activate(s.up.data() + o0 * ld, s.gate.data() + o0 * ld, (o1 - o0) * ld);
     });
-    run_product(w.down[e], {s.up.data(), ld, s.yt.data(), ld, cols, 1.f, 0.f}, [&](std::size_t o0, std::size_t o1) {
+    if (dense_operand<W> && x_ragged.count)
+        transpose(s.up.data() + (n - x_ragged.count), ld, F, x_ragged.count, s.ragged.data(), F);
+    product(w.down[e], s.up.data(), s.yt.data(), {s.ragged.data(), F, x_ragged.count}, [&](std::size_t o0, std::size_t o1) {
         transpose(s.yt.data() + o0 * ld, ld, o1 - o0, n, y + o0, ldy);
     });
 }

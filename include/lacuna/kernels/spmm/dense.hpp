@@ -13,17 +13,27 @@
 
 namespace lacuna::kernels {
 
+/// The last `count` of C's columns taken from B's columns as rows (row t: B's column n - count + t,
+/// rows `ld` apart), so that spmm_dense computes them as dot products: a ragged last register of
+/// columns (a MoE expert's last tokens) then costs its columns, not a whole register.
+struct b_columns_as_rows {
+    const float* rows = nullptr;
+    std::size_t ld = 0, count = 0;
+};
+
 /// The operands of a dense product, checked by the entry point: A is rows × k, row-major with row
 /// stride lda.
 template <class T> struct dense_product_args {
     dense_operands d;
     const T* a;
     std::size_t lda, k;
+    b_columns_as_rows tail = {};
 };
 
 /// C = α·A·B + β·C on rows [row_begin, row_end): register tiles of R rows of C × a panel of
 /// columns, each element of A broadcast against the panel's registers of a row of B; A's columns
-/// in chunks whose rows of B stay in L1 while a block of A's rows passes over them.
+/// in chunks whose rows of B stay in L1 while a block of A's rows passes over them. The columns of
+/// args.tail, if any, as dot products of the block's rows (still in L2) with the tail's rows.
 struct spmm_dense {
     template <class Arch, class T>
     void operator()(Arch, const dense_product_args<T>* args, std::size_t row_begin, std::size_t row_end) const noexcept;
@@ -102,6 +112,59 @@ LACUNA_ALWAYS_INLINE void dense_tile(const float* const (&a)[R], const float* b,
     }
 }
 
+// out[t·ct + i·ci] = α·dot(A[i], X[t]) + β·out[...] for N vectors X[t] = x + t·ldx, rows i in [r0, r1):
+// G rows of A at a time, each register of A meeting every vector's register.
+template <class Arch, class T, std::size_t N>
+void dense_rows_dot(const dense_product_args<T>& a, const float* x, std::size_t ldx, float* out, std::size_t ct,
+                    std::size_t ci, std::size_t r0, std::size_t r1) noexcept {
+    using V = simd::vec<float, Arch>;
+    constexpr std::size_t w = simd::width<V>, R = N <= 2 ? 8 : 2;
+    const std::size_t vk = simd::is_lane<V> ? 0 : a.k - a.k % w;
+    auto rows = [&]<std::size_t G>(std::size_t i) {
+        V acc[G][N];
+        LACUNA_UNROLL for (std::size_t r = 0; r < G; ++r)
+            LACUNA_UNROLL for (std::size_t t = 0; t < N; ++t) acc[r][t] = V(0.f);
+        for (std::size_t c = 0; c < vk; c += w) {
+            V xv[N];
+            LACUNA_UNROLL for (std::size_t t = 0; t < N; ++t) xv[t] = simd::load<V>(x + t * ldx + c);
+            LACUNA_UNROLL for (std::size_t r = 0; r < G; ++r) {
+                // bfloat16 rows are short streams (2 KiB for 1024 columns), which the hardware
+                // prefetcher picks up late: fetch the next rows' same columns ahead (float rows
+                // stream faster without).
+                if constexpr (sizeof(T) == 2) __builtin_prefetch(a.a + std::min(i + r + G, r1 - 1) * a.lda + c);
+                const V av = simd::load<V>(a.a + (i + r) * a.lda + c);
+                LACUNA_UNROLL for (std::size_t t = 0; t < N; ++t) acc[r][t] = simd::fma(av, xv[t], acc[r][t]);
+            }
+        }
+        LACUNA_UNROLL for (std::size_t r = 0; r < G; ++r)
+            LACUNA_UNROLL for (std::size_t t = 0; t < N; ++t) {
+                float sum = simd::reduce_add(acc[r][t]);
+                for (std::size_t c = vk; c < a.k; ++c) sum += float(a.a[(i + r) * a.lda + c]) * x[t * ldx + c];
+                finish(out + t * ct + (i + r) * ci, sum, a.d);
+            }
+    };
+    std::size_t i = r0;
+    for (; i + R <= r1; i += R) rows.template operator()<R>(i);
+    for (; i < r1; ++i) rows.template operator()<1>(i);
+}
+
+// dense_rows_dot for n <= dense_max_vectors vectors.
+template <class Arch, class T>
+void dense_rows_dot_n(const dense_product_args<T>& a, std::size_t n, const float* x, std::size_t ldx, float* out, std::size_t ct,
+                      std::size_t ci, std::size_t r0, std::size_t r1) noexcept {
+    [&]<std::size_t... N>(std::index_sequence<N...>) {
+        ((n == N + 1 ? dense_rows_dot<Arch, T, N + 1>(a, x, ldx, out, ct, ci, r0, r1) : void()), ...);
+    }(std::make_index_sequence<dense_max_vectors>{});
+}
+
+// C's tail columns (args.tail) for rows [r0, r1).
+template <class Arch, class T> void dense_tail(const dense_product_args<T>& a, std::size_t r0, std::size_t r1) noexcept {
+    const std::size_t first = a.d.n - a.tail.count;
+    for (std::size_t t = 0; t < a.tail.count; t += dense_max_vectors)
+        dense_rows_dot_n<Arch, T>(a, std::min(dense_max_vectors, a.tail.count - t), a.tail.rows + t * a.tail.ld, a.tail.ld,
+                                  a.d.c + first + t, 1, a.d.ldc, r0, r1);
+}
+
 } // namespace detail
 
 template <class Arch, class T>
@@ -114,7 +177,7 @@ void spmm_dense::operator()(Arch, const dense_product_args<T>* args, std::size_t
     // while every panel of B's columns passes over it.
     for (std::size_t i0 = row_begin; i0 < row_end; i0 += block) {
         const std::size_t rows = std::min(block, row_end - i0);
-        detail::for_each_dense_panel<Arch>(a.d.n, [&]<class V, std::size_t tiles>(std::size_t j) {
+        detail::for_each_dense_panel<Arch>(a.d.n - a.tail.count, [&]<class V, std::size_t tiles>(std::size_t j) {
             constexpr std::size_t w = simd::width<V>, R = detail::dense_tile_rows<V, tiles>;
             V scratch[block][tiles];
             for (std::size_t r = 0; r < rows; ++r)
@@ -157,48 +220,10 @@ void spmm_dense::operator()(Arch, const dense_product_args<T>* args, std::size_t
                 LACUNA_UNROLL for (std::size_t t = 0; t < tiles; ++t) detail::finish(a.d.c + (i0 + r) * a.d.ldc + j + t * w, scratch[r][t], a.d);
             return tiles * w;
         });
+        if (a.tail.count) detail::dense_tail<Arch>(a, i0, i0 + rows);
     }
 }
 
-namespace detail {
-
-// out[t·ct + i·ci] = α·dot(A[i], X[t]) + β·out[...] for N vectors X[t] = x + t·ldx, rows i in [r0, r1):
-// G rows of A at a time, each register of A meeting every vector's register.
-template <class Arch, class T, std::size_t N>
-void dense_rows_dot(const dense_product_args<T>& a, const float* x, std::size_t ldx, float* out, std::size_t ct,
-                    std::size_t ci, std::size_t r0, std::size_t r1) noexcept {
-    using V = simd::vec<float, Arch>;
-    constexpr std::size_t w = simd::width<V>, R = N <= 2 ? 8 : 2;
-    const std::size_t vk = simd::is_lane<V> ? 0 : a.k - a.k % w;
-    auto rows = [&]<std::size_t G>(std::size_t i) {
-        V acc[G][N];
-        LACUNA_UNROLL for (std::size_t r = 0; r < G; ++r)
-            LACUNA_UNROLL for (std::size_t t = 0; t < N; ++t) acc[r][t] = V(0.f);
-        for (std::size_t c = 0; c < vk; c += w) {
-            V xv[N];
-            LACUNA_UNROLL for (std::size_t t = 0; t < N; ++t) xv[t] = simd::load<V>(x + t * ldx + c);
-            LACUNA_UNROLL for (std::size_t r = 0; r < G; ++r) {
-                // bfloat16 rows are short streams (2 KiB for 1024 columns), which the hardware
-                // prefetcher picks up late: fetch the next rows' same columns ahead (float rows
-                // stream faster without).
-                if constexpr (sizeof(T) == 2) __builtin_prefetch(a.a + std::min(i + r + G, r1 - 1) * a.lda + c);
-                const V av = simd::load<V>(a.a + (i + r) * a.lda + c);
-                LACUNA_UNROLL for (std::size_t t = 0; t < N; ++t) acc[r][t] = simd::fma(av, xv[t], acc[r][t]);
-            }
-        }
-        LACUNA_UNROLL for (std::size_t r = 0; r < G; ++r)
-            LACUNA_UNROLL for (std::size_t t = 0; t < N; ++t) {
-                float sum = simd::reduce_add(acc[r][t]);
-                for (std::size_t c = vk; c < a.k; ++c) sum += float(a.a[(i + r) * a.lda + c]) * x[t * ldx + c];
-                finish(out + t * ct + (i + r) * ci, sum, a.d);
-            }
-    };
-    std::size_t i = r0;
-    for (; i + R <= r1; i += R) rows.template operator()<R>(i);
-    for (; i < r1; ++i) rows.template operator()<1>(i);
-}
-
-} // namespace detail
 
 template <class Arch, class T>
 void spmv_dense::operator()(Arch, const dense_product_args<T>* args, std::size_t row_begin, std::size_t row_end) const noexcept {
@@ -208,12 +233,7 @@ void spmv_dense::operator()(Arch, const dense_product_args<T>* args, std::size_t
 template <class Arch, class T>
 void spmv_dense_rows::operator()(Arch, const dense_product_args<T>* args, std::size_t row_begin,
                                  std::size_t row_end) const noexcept {
-    const dense_product_args<T>& a = *args;
-    [&]<std::size_t... N>(std::index_sequence<N...>) {
-        ((a.d.n == N + 1 ? detail::dense_rows_dot<Arch, T, N + 1>(a, a.d.b, a.d.ldb, a.d.c, a.d.ldc, 1, row_begin, row_end)
-                         : void()),
-         ...);
-    }(std::make_index_sequence<dense_max_vectors>{});
+    detail::dense_rows_dot_n<Arch, T>(*args, args->d.n, args->d.b, args->d.ldb, args->d.c, args->d.ldc, 1, row_begin, row_end);
 }
 
 } // namespace lacuna::kernels
