@@ -72,14 +72,13 @@ void check_expert_weights(const char* where, const moe::expert_weights<W>& w, st
 }
 
 // The scratch of the experts: the chunk's rows transposed (H × ld), the gate and up products (F × ld
-// each, up then holding the activation), the output transposed (H × ld), and the activation's ragged
-// last columns as rows (at most 15 × F) for dense weights. Zeroed once, so that columns past a
-// chunk's rows only ever hold finite values.
+// each, up then holding the activation), the output transposed (H × ld). Zeroed once, so that
+// columns past a chunk's rows only ever hold finite values.
 struct expert_scratch {
     std::size_t ld;
-    aligned_buffer<float> xt, gate, up, yt, ragged;
+    aligned_buffer<float> xt, gate, up, yt;
     expert_scratch(std::size_t hidden, std::size_t ffn, std::size_t rows)
-        : ld(padded_columns(rows)), xt(hidden * ld), gate(ffn * ld), up(ffn * ld), yt(hidden * ld), ragged(15 * ffn) {}
+        : ld(padded_columns(rows)), xt(hidden * ld), gate(ffn * ld), up(ffn * ld), yt(hidden * ld) {}
     // Rows of the transposed operands start on cache lines and are not a multiple of 512 bytes apart,
     // as in linear().
     static std::size_t padded_columns(std::size_t n) {
@@ -92,14 +91,13 @@ struct expert_scratch {
 template <class W>
 void expert_ffn(const moe::expert_weights<W>& w, std::size_t e, moe::expert_activation act, const float* x, std::size_t ldx,
                 float* y, std::size_t ldy, std::size_t n, expert_scratch& s) {
-    const std::size_t H = w.down[e].rows();
+    const std::size_t H = w.down[e].rows(), F = w.up[e].rows();
     const bool gated = act == moe::expert_activation::swiglu;
     auto activate = [&](float* up, const float* gate, std::size_t count) {
         if (gated) run<&kernel_table::swiglu_f32>(gate, up, count);
         else run<&kernel_table::bias_activation_f32>(activation::gelu, static_cast<const float*>(nullptr), up, count);
     };
     if (n <= max_product_rows<W>) {
-        const std::size_t F = w.up[e].rows();
         const auto none = [](std::size_t, std::size_t, std::size_t, std::size_t) {};
         if (gated) run_product_rows(w.gate[e], x, ldx, n, s.gate.data(), F, none);
         run_product_rows(w.up[e], x, ldx, n, s.up.data(), F, [&](std::size_t t0, std::size_t t1, std::size_t o0, std::size_t o1) {
@@ -119,16 +117,17 @@ void expert_ffn(const moe::expert_weights<W>& w, std::size_t e, moe::expert_acti
         if constexpr (dense_operand<W>) run_product(weights, d, after, ragged);
         else run_product(weights, d, after);
     };
-    const std::size_t F = w.up[e].rows();
     const kernels::b_columns_as_rows x_ragged = ragged_columns(x, ldx, n);
     transpose(x, ldx, n, H, s.xt.data(), ld);
     if (gated) product(w.gate[e], s.xt.data(), s.gate.data(), x_ragged, [](std::size_t, std::size_t) {});
     product(w.up[e], s.xt.data(), s.up.data(), x_ragged, [&](std::size_t o0, std::size_t o1) {
         activate(s.up.data() + o0 * ld, s.gate.data() + o0 * ld, (o1 - o0) * ld);
     });
+    // The activation's ragged columns as rows (at most 15 × F), where the gate product was: the
+    // activation has used it up, and dense weights leave no padding columns that would read it.
     if (dense_operand<W> && x_ragged.count)
-        transpose(s.up.data() + (n - x_ragged.count), ld, F, x_ragged.count, s.ragged.data(), F);
-    product(w.down[e], s.up.data(), s.yt.data(), {s.ragged.data(), F, x_ragged.count}, [&](std::size_t o0, std::size_t o1) {
+        transpose(s.up.data() + (n - x_ragged.count), ld, F, x_ragged.count, s.gate.data(), F);
+    product(w.down[e], s.up.data(), s.yt.data(), {s.gate.data(), F, x_ragged.count}, [&](std::size_t o0, std::size_t o1) {
         transpose(s.yt.data() + o0 * ld, ld, o1 - o0, n, y + o0, ldy);
     });
 }
