@@ -32,10 +32,11 @@ inline void transpose(const float* src, std::size_t ld_src, std::size_t rows, st
 } // namespace detail
 
 /// Y = act(X·Wᵀ + bias): X dense row-major float (T tokens × in), W (out × in) sparse in any layout
-/// and value type spmm takes, or dense (a row-major float or bfloat16 view), Y dense row-major float (T × out), bias of length out or empty. The bias
-/// and activation are applied by the thread that computed each part of Y, while it is in cache.
-/// Few tokens (sparse W: T <= 4, one SpMV each; dense W: T <= 8, W streamed once for all) need no
-/// extra memory. More tokens run as one SpMM over Xᵀ; allocates about
+/// and value type spmm takes, or dense (a row-major float or bfloat16 view), Y dense row-major float
+/// (T × out), bias of length out or empty. The bias and activation are applied by the thread that
+/// computed each part of Y, while it is in cache. Few tokens (sparse W: T <= 4, one SpMV each; dense
+/// W: T <= 8, W streamed once for all) need no extra memory. More tokens run as one SpMM over Xᵀ
+/// (dense W: its last T % 16 tokens as dot products with their rows of X); allocates about
 /// (in + out)·T floats (Xᵀ, and the out × T product before it is turned into Y). O(stored · T) work.
 /// Deterministic for any thread count.
 /// Throws shape_error if the shapes do not fit, aliasing_error if Y overlaps X, W's values or the bias.

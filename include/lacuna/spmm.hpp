@@ -92,8 +92,9 @@ void run_product(const Sparse& a, const kernels::dense_operands& d, After&& afte
     }
 }
 
-/// C's last n % 16 columns (the part of a widest register of floats that panels would pad) given as
-/// the rows of x (row stride ldx) that B's columns [0, n) are, for run_product with a dense A.
+/// For run_product with a dense A: C's last n % 16 columns (those that would fill only part of an
+/// AVX-512 register) as dot products with rows of x, which holds B's n columns as rows (row stride
+/// ldx), as X does before it is transposed.
 inline kernels::b_columns_as_rows ragged_columns(const float* x, std::size_t ldx, std::size_t n) noexcept {
     const std::size_t ragged = n % 16;
     return {x + (n - ragged) * ldx, ldx, ragged};
