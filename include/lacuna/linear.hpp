@@ -69,10 +69,7 @@ void linear(matrix_view<const float> x, const Weights& w, matrix_view<float> y, 
                                  });
         return;
     }
-    // Xᵀ's rows start on cache lines, and not a multiple of 512 bytes apart: the rows of B a kernel
-    // keeps in L1 would otherwise fall into a few of its sets and evict each other.
-    std::size_t ld = (tokens + 15) / 16 * 16;
-    if (ld % 128 == 0) ld += 16;
+    const std::size_t ld = detail::transposed_stride(tokens);
     aligned_buffer<float> xt(in * ld, aligned_buffer<float>::uninitialized);
     aligned_buffer<float> z(out * tokens, aligned_buffer<float>::uninitialized);
     detail::transpose(x.data(), x.stride(), tokens, in, xt.data(), ld);

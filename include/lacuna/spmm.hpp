@@ -92,11 +92,23 @@ void run_product(const Sparse& a, const kernels::dense_operands& d, After&& afte
     }
 }
 
-/// For run_product with a dense A: C's last n % 16 columns (those that would fill only part of an
-/// AVX-512 register) as dot products with rows of x, which holds B's n columns as rows (row stride
+/// Floats in a register of the widest arch (AVX-512): the columns of C a product's panels take at once.
+inline constexpr std::size_t register_floats = 16;
+
+/// The row stride of an operand transposed for a product over n columns (Xᵀ in linear and the
+/// experts): whole registers, rows starting on cache lines and not a multiple of 512 bytes apart,
+/// since the rows of B a kernel keeps in L1 would otherwise fall into a few of its sets and evict
+/// each other.
+inline std::size_t transposed_stride(std::size_t n) noexcept {
+    const std::size_t ld = (n + register_floats - 1) / register_floats * register_floats;
+    return ld % 128 == 0 ? ld + register_floats : ld;
+}
+
+/// For run_product with a dense A: C's last n % register_floats columns (those that would fill only
+/// part of a register) as dot products with rows of x, which holds B's n columns as rows (row stride
 /// ldx), as X does before it is transposed.
 inline kernels::b_columns_as_rows ragged_columns(const float* x, std::size_t ldx, std::size_t n) noexcept {
-    const std::size_t ragged = n % 16;
+    const std::size_t ragged = n % register_floats;
     return {x + (n - ragged) * ldx, ldx, ragged};
 }
 

@@ -78,13 +78,7 @@ struct expert_scratch {
     std::size_t ld;
     aligned_buffer<float> xt, gate, up, yt;
     expert_scratch(std::size_t hidden, std::size_t ffn, std::size_t rows)
-        : ld(padded_columns(rows)), xt(hidden * ld), gate(ffn * ld), up(ffn * ld), yt(hidden * ld) {}
-    // Rows of the transposed operands start on cache lines and are not a multiple of 512 bytes apart,
-    // as in linear().
-    static std::size_t padded_columns(std::size_t n) {
-        std::size_t ld = (n + 15) / 16 * 16;
-        return ld % 128 == 0 ? ld + 16 : ld;
-    }
+        : ld(transposed_stride(rows)), xt(hidden * ld), gate(ffn * ld), up(ffn * ld), yt(hidden * ld) {}
 };
 
 // y = down · act(gate · x, up · x) for the rows of x (n × H), into y (n × H), on every thread.
@@ -107,11 +101,11 @@ void expert_ffn(const moe::expert_weights<W>& w, std::size_t e, moe::expert_acti
         return;
     }
     const std::size_t ld = s.ld;
-    // Dense weights compute the ragged last columns (n % 16) as dot products with rows of tokens
-    // (b_columns_as_rows). Sparse weights run whole registers of columns: a ragged tail would run in
+    // Dense weights compute the ragged last columns as dot products with rows of tokens
+    // (ragged_columns). Sparse weights run whole registers of columns: a ragged tail would run in
     // narrow panels at a fraction of the speed; the extra columns hold finite values (see
     // expert_scratch) and are never read back.
-    const std::size_t cols = dense_operand<W> ? n : std::min(ld, (n + 15) / 16 * 16);
+    const std::size_t cols = dense_operand<W> ? n : std::min(ld, (n + register_floats - 1) / register_floats * register_floats);
     auto product = [&](const W& weights, const float* b, float* c, kernels::b_columns_as_rows ragged, auto&& after) {
         const kernels::dense_operands d{b, ld, c, ld, cols, 1.f, 0.f};
         if constexpr (dense_operand<W>) run_product(weights, d, after, ragged);
