@@ -105,7 +105,8 @@ void expert_ffn(const moe::expert_weights<W>& w, std::size_t e, moe::expert_acti
     // (ragged_columns). Sparse weights run whole registers of columns: a ragged tail would run in
     // narrow panels at a fraction of the speed; the extra columns hold finite values (see
     // expert_scratch) and are never read back.
-    const std::size_t cols = dense_operand<W> ? n : std::min(ld, (n + register_floats - 1) / register_floats * register_floats);
+    const std::size_t cols =
+        dense_operand<W> ? n : std::min(ld, (n + register_floats - 1) / register_floats * register_floats);
     auto product = [&](const W& weights, const float* b, float* c, kernels::b_columns_as_rows ragged, auto&& after) {
         const kernels::dense_operands d{b, ld, c, ld, cols, 1.f, 0.f};
         if constexpr (dense_operand<W>) run_product(weights, d, after, ragged);
