@@ -1,4 +1,5 @@
 // bfloat16, aligned buffers, dense views, errors and parallel_for.
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cmath>
@@ -8,9 +9,11 @@
 
 #include "lacuna/core/aligned_buffer.hpp"
 #include "lacuna/core/bfloat16.hpp"
+#include "lacuna/core/bits.hpp"
 #include "lacuna/core/dense.hpp"
 #include "lacuna/core/parallel.hpp"
 #include "support/catch.hpp"
+#include "support/random.hpp"
 
 #if LACUNA_WITH_EIGEN
 #include <Eigen/Core>
@@ -38,6 +41,20 @@ TEST_CASE("bfloat16 rounds to nearest even and keeps NaN", "[core][bfloat16]") {
     }
     CHECK(float(std::numeric_limits<bfloat16>::max()) == 0x1.fep127f);
     CHECK(float(std::numeric_limits<bfloat16>::epsilon()) == 0x1p-7f);
+}
+
+TEST_CASE("transpose_bits swaps bit c of row r with bit r of row c", "[core][bits]") {
+    auto rng = lacuna::test::make_rng();
+    for (int trial = 0; trial < 20; ++trial) {
+        std::uint64_t rows[64], before[64];
+        for (auto& r : rows) r = trial == 0 ? 0x8000000000000001ull : rng(); // trial 0: the corners
+        std::copy(std::begin(rows), std::end(rows), before);
+        lacuna::detail::transpose_bits(rows);
+        for (std::size_t r = 0; r < 64; ++r)
+            for (std::size_t c = 0; c < 64; ++c) REQUIRE((rows[r] >> c & 1) == (before[c] >> r & 1));
+        lacuna::detail::transpose_bits(rows);
+        REQUIRE(std::equal(std::begin(rows), std::end(rows), before));
+    }
 }
 
 TEST_CASE("aligned_buffer is aligned, zeroed, copyable and movable", "[core][buffer]") {
