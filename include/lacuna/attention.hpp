@@ -242,12 +242,9 @@ template <class MaskMod> void mask_partial_tile(const MaskMod& mask_mod, const k
         static_assert(kernels::attention_key_block <= 64 && kernels::attention_query_block <= 64,
                       "a tile's keys and queries fit 64-bit words");
         const std::size_t j_end = t.j0 + t.keys;
-        std::uint64_t kept[64]; // kept[c] bit j: query i0 + c keeps key j0 + j; then transposed
-        for (std::size_t c = 0; c < 64; ++c) {
-            kept[c] = ~std::uint64_t(0); // queries past the tile's drop nothing
-            if (c >= t.queries) continue;
+        std::uint64_t kept[64] = {}; // kept[c] bit j: query i0 + c keeps key j0 + j; then transposed
+        for (std::size_t c = 0; c < t.queries; ++c) {
             const std::size_t q = t.i0 + c;
-            kept[c] = 0;
             mask_mod.for_each_run(t.batch, t.head, q, t.kv_len, [&](std::size_t first, std::size_t end, bool dense) {
                 first = std::max(first, t.j0);
                 end = std::min(end, j_end);
