@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "lacuna/attention.hpp"
+#include "lacuna/block_selection.hpp"
 #include "lacuna/core/aligned_buffer.hpp"
 #include "lacuna/core/bfloat16.hpp"
 #include "lacuna/layout/block_mask.hpp"
@@ -195,6 +196,40 @@ void add_block_sparse(std::size_t heads, std::size_t l, std::size_t d, double de
         add("create_block_mask", 1, 0, [=](prefill&) { benchmark::DoNotOptimize(lacuna::create_block_mask(in_window, 1, 1, l, l)); });
 }
 
+// Content-based block selection at its cost in a prefill: the block mask chosen from q and k
+// (`select`: MoBA's gate; or MInference's vertical-slash estimate, then create_block_mask over it),
+// the selection with the flex_attention it feeds (`lacuna`), and causal dense attention of the same
+// shape. Times only: what the selection keeps depends on the data.
+void add_content_selection(std::size_t heads, std::size_t l, std::size_t d) {
+    const std::string shape = "_h" + std::to_string(heads) + "_d" + std::to_string(d), size = std::to_string(l);
+    auto add = [&](const std::string& op, const std::string& impl, std::function<void(prefill&)> run) {
+        add_timed(op + shape + "/" + impl + "/" + size, 1, [=] {
+            prefill& p = prefill_for(heads, l, d);
+            return timed_case{[&p, run] { run(p); }, 0, 3.0 * double(heads * l * d) * sizeof(float)};
+        });
+    };
+    const lacuna::moba_options moba{128, 3};
+    add("moba", "select", [moba](prefill& p) { benchmark::DoNotOptimize(lacuna::moba_block_mask(p.view(p.q), p.view(p.k), moba)); });
+    add("moba", "lacuna", [moba](prefill& p) {
+        const lacuna::block_mask mask = lacuna::moba_block_mask(p.view(p.q), p.view(p.k), moba);
+        lacuna::flex_attention(p.view(p.q), p.view(p.k), p.view(p.v), mask, p.out_view(), lacuna::masks::causal{});
+    });
+    auto vertical_slash = [heads, l](prefill& p) {
+        auto pattern = lacuna::estimate_vertical_slash(p.view(p.q), p.view(p.k));
+        lacuna::block_mask mask = lacuna::create_block_mask(pattern, 1, heads, l, l);
+        return std::pair{std::move(pattern), std::move(mask)};
+    };
+    add("vertical_slash", "select", [vertical_slash](prefill& p) { benchmark::DoNotOptimize(vertical_slash(p)); });
+    add("vertical_slash", "lacuna", [vertical_slash](prefill& p) {
+        const auto [pattern, mask] = vertical_slash(p);
+        lacuna::flex_attention(p.view(p.q), p.view(p.k), p.view(p.v), mask, p.out_view(), pattern);
+    });
+    lacuna::attention_options causal;
+    causal.causal = true;
+    for (const char* op : {"moba", "vertical_slash"})
+        add(op, "dense", [causal](prefill& p) { lacuna::attention(p.view(p.q), p.view(p.k), p.view(p.v), p.out_view(), causal); });
+}
+
 // Attention at the positions of an element-level mask (`density` of the query-key pairs, uniform,
 // as CSR), against dense attention of the same shape.
 void add_masked(std::size_t heads, std::size_t l, std::size_t d, double density) {
@@ -348,6 +383,7 @@ void register_cases() {
     const std::size_t sparse_length = full ? 8192 : 4096;
     for (double density : {0.5, 0.2, 0.1, 0.05}) add_block_sparse(8, sparse_length, 128, density, 0);
     add_block_sparse(8, sparse_length, 128, 0, 512);
+    add_content_selection(8, sparse_length, 128);
     add_masked(8, 4096, 128, 0.01);
     for (std::size_t length : {8192, 32768}) add_decode(length);
 }

@@ -81,21 +81,25 @@ TEST_CASE("mask patterns keep what the papers keep", "[masks]") {
 TEST_CASE("a pattern's runs hold its kept keys, and its block mask agrees with the element-wise build", "[masks]") {
     for_each_pattern([](const char* name, const auto& m, std::size_t lq, std::size_t lkv) {
         INFO(name);
-        for (std::size_t h = 0; h < 3; ++h)
-            for (std::size_t q = 0; q < lq; ++q) {
-                std::vector<char> in_run(lkv, 0), in_dense_run(lkv, 0);
-                m.for_each_run(0, h, q, lkv, [&](std::size_t first, std::size_t end, bool dense) {
-                    for (std::size_t kv = first; kv < std::min(end, lkv); ++kv) {
-                        in_run[kv] = 1;
-                        if (dense) in_dense_run[kv] = 1;
+        // Every key at once (as create_block_mask asks), and ranges of 7 keys (as a tile asks).
+        for (std::size_t width : {lkv, std::size_t(7)})
+            for (std::size_t h = 0; h < 3; ++h)
+                for (std::size_t q = 0; q < lq; ++q)
+                    for (std::size_t begin = 0; begin < lkv; begin += width) {
+                        const std::size_t end = std::min(begin + width, lkv);
+                        std::vector<char> in_run(lkv, 0), in_dense_run(lkv, 0);
+                        m.for_each_run(0, h, q, begin, end, [&](std::size_t first, std::size_t last, bool dense) {
+                            for (std::size_t kv = std::max(first, begin); kv < std::min(last, end); ++kv) {
+                                in_run[kv] = 1;
+                                if (dense) in_dense_run[kv] = 1;
+                            }
+                        });
+                        for (std::size_t kv = begin; kv < end; ++kv) {
+                            INFO("head " << h << ", query " << q << ", key " << kv << " of [" << begin << ", " << end << ")");
+                            if (m(0, h, q, kv)) CHECK(in_run[kv]);
+                            else CHECK(!in_dense_run[kv]);
+                        }
                     }
-                });
-                for (std::size_t kv = 0; kv < lkv; ++kv) {
-                    INFO("head " << h << ", query " << q << ", key " << kv);
-                    if (m(0, h, q, kv)) CHECK(in_run[kv]);
-                    else CHECK(!in_dense_run[kv]);
-                }
-            }
         for (auto [qb, kb] : {std::pair{8, 8}, std::pair{16, 12}, std::pair{64, 64}}) {
             INFO("blocks " << qb << " x " << kb);
             const auto from_runs = lacuna::create_block_mask(m, 1, 3, lq, lkv, qb, kb);

@@ -245,7 +245,7 @@ template <class MaskMod> void mask_partial_tile(const MaskMod& mask_mod, const k
         std::uint64_t kept[64] = {}; // kept[c] bit j: query i0 + c keeps key j0 + j; then transposed
         for (std::size_t c = 0; c < t.queries; ++c) {
             const std::size_t q = t.i0 + c;
-            mask_mod.for_each_run(t.batch, t.head, q, t.kv_len, [&](std::size_t first, std::size_t end, bool dense) {
+            mask_mod.for_each_run(t.batch, t.head, q, t.j0, j_end, [&](std::size_t first, std::size_t end, bool dense) {
                 first = std::max(first, t.j0);
                 end = std::min(end, j_end);
                 if (first >= end) return;

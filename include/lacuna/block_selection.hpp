@@ -33,8 +33,9 @@ template <class Pattern> struct per_head {
     bool operator()(std::size_t b, std::size_t h, std::size_t q, std::size_t kv) const {
         return patterns[b * heads + h](b, h, q, kv);
     }
-    template <class F> void for_each_run(std::size_t b, std::size_t h, std::size_t q, std::size_t kv_len, F&& f) const {
-        patterns[b * heads + h].for_each_run(b, h, q, kv_len, f);
+    template <class F>
+    void for_each_run(std::size_t b, std::size_t h, std::size_t q, std::size_t kv_begin, std::size_t kv_end, F&& f) const {
+        patterns[b * heads + h].for_each_run(b, h, q, kv_begin, kv_end, f);
     }
 };
 

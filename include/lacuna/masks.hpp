@@ -19,7 +19,7 @@ struct causal {
     bool operator()(std::size_t, std::size_t, std::size_t q, std::size_t kv) const noexcept {
         return std::ptrdiff_t(kv) <= std::ptrdiff_t(q) + offset;
     }
-    template <class F> void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t, F&& f) const {
+    template <class F> void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t, std::size_t, F&& f) const {
         const std::ptrdiff_t end = std::ptrdiff_t(q) + offset + 1;
         if (end > 0) f(std::size_t(0), std::size_t(end), true);
     }
@@ -31,7 +31,7 @@ struct sliding_window {
     bool operator()(std::size_t, std::size_t, std::size_t q, std::size_t kv) const noexcept {
         return kv + before >= q && kv <= q + after;
     }
-    template <class F> void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t, F&& f) const {
+    template <class F> void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t, std::size_t, F&& f) const {
         f(q > before ? q - before : 0, q + after + 1, true);
     }
 };
@@ -44,7 +44,7 @@ struct dilated_window {
         const std::size_t distance = q > kv ? q - kv : kv - q;
         return sliding_window{before, after}(b, h, q, kv) && distance % dilation == 0;
     }
-    template <class F> void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t, F&& f) const {
+    template <class F> void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t, std::size_t, F&& f) const {
         f(q > before ? q - before : 0, q + after + 1, dilation == 1);
     }
 };
@@ -56,7 +56,7 @@ struct sinks_and_window {
     bool operator()(std::size_t, std::size_t, std::size_t q, std::size_t kv) const noexcept {
         return kv <= q && (kv < sinks || q - kv < window);
     }
-    template <class F> void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t, F&& f) const {
+    template <class F> void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t, std::size_t, F&& f) const {
         const std::size_t first = q + 1 > window ? q + 1 - window : 0;
         if (first > sinks) f(std::size_t(0), std::min(sinks, q + 1), true);
         f(first > sinks ? first : 0, q + 1, true);
@@ -72,10 +72,12 @@ struct global_tokens {
     bool operator()(std::size_t b, std::size_t h, std::size_t q, std::size_t kv) const noexcept {
         return is_global(q) || is_global(kv) || sliding_window{before, after}(b, h, q, kv);
     }
-    template <class F> void for_each_run(std::size_t b, std::size_t h, std::size_t q, std::size_t kv_len, F&& f) const {
-        if (is_global(q)) return f(std::size_t(0), kv_len, true);
-        for (std::size_t g : global) f(g, g + 1, true);
-        sliding_window{before, after}.for_each_run(b, h, q, kv_len, f);
+    template <class F>
+    void for_each_run(std::size_t b, std::size_t h, std::size_t q, std::size_t kv_begin, std::size_t kv_end, F&& f) const {
+        if (is_global(q)) return f(kv_begin, kv_end, true);
+        for (auto g = std::lower_bound(global.begin(), global.end(), kv_begin); g != global.end() && *g < kv_end; ++g)
+            f(*g, *g + 1, true);
+        sliding_window{before, after}.for_each_run(b, h, q, kv_begin, kv_end, f);
     }
 };
 
@@ -110,9 +112,10 @@ struct bigbird {
             if (random_block(h, qb, r) == kb) return true;
         return false;
     }
-    template <class F> void for_each_run(std::size_t, std::size_t h, std::size_t q, std::size_t len, F&& f) const {
+    template <class F>
+    void for_each_run(std::size_t, std::size_t h, std::size_t q, std::size_t kv_begin, std::size_t kv_end, F&& f) const {
         const std::size_t qb = q / block;
-        if (qb < global_blocks) return f(std::size_t(0), len, true);
+        if (qb < global_blocks) return f(kv_begin, kv_end, true);
         f(std::size_t(0), global_blocks * block, true);
         f((qb > window_blocks ? qb - window_blocks : 0) * block, (qb + window_blocks + 1) * block, true);
         for (std::size_t r = 0; r < random_blocks; ++r) {
@@ -131,11 +134,17 @@ struct vertical_slash {
         return kv <= q && (std::binary_search(columns.begin(), columns.end(), kv) ||
                            std::binary_search(diagonals.begin(), diagonals.end(), q - kv));
     }
-    template <class F> void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t, F&& f) const {
-        for (std::size_t c : columns)
-            if (c <= q) f(c, c + 1, true);
-        for (std::size_t d : diagonals)
-            if (d <= q) f(q - d, q - d + 1, true);
+    // Only the columns and diagonals that meet [kv_begin, kv_end): a tile of 64 keys looks up its
+    // few among a thousand, where listing them all for every query cost 6x dense attention.
+    template <class F>
+    void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t kv_begin, std::size_t kv_end, F&& f) const {
+        const std::size_t end = std::min(kv_end, q + 1); // causal
+        if (kv_begin >= end) return;
+        for (auto c = std::lower_bound(columns.begin(), columns.end(), kv_begin); c != columns.end() && *c < end; ++c)
+            f(*c, *c + 1, true);
+        // kv = q − d in [kv_begin, end) for d in [q + 1 − end, q − kv_begin].
+        for (auto d = std::lower_bound(diagonals.begin(), diagonals.end(), q + 1 - end); d != diagonals.end() && *d <= q - kv_begin; ++d)
+            f(q - *d, q - *d + 1, true);
     }
 };
 
@@ -155,7 +164,7 @@ struct document {
     bool operator()(std::size_t, std::size_t, std::size_t q, std::size_t kv) const noexcept {
         return q < cu_seqlens.back() && kv < cu_seqlens.back() && sequence(q) == sequence(kv) && (!causal || kv <= q);
     }
-    template <class F> void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t, F&& f) const {
+    template <class F> void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t, std::size_t, F&& f) const {
         if (q >= cu_seqlens.back()) return;
         const std::size_t s = sequence(q);
         f(cu_seqlens[s], causal ? q + 1 : cu_seqlens[s + 1], true);
@@ -168,7 +177,7 @@ struct per_head_window {
     bool operator()(std::size_t, std::size_t h, std::size_t q, std::size_t kv) const noexcept {
         return kv <= q && q - kv < window[h];
     }
-    template <class F> void for_each_run(std::size_t, std::size_t h, std::size_t q, std::size_t, F&& f) const {
+    template <class F> void for_each_run(std::size_t, std::size_t h, std::size_t q, std::size_t, std::size_t, F&& f) const {
         f(q + 1 > window[h] ? q + 1 - window[h] : 0, q + 1, true);
     }
 };

@@ -101,13 +101,15 @@ private:
     std::vector<std::int32_t> num_partial_, partial_, num_full_, full_;
 };
 
-/// A mask_mod that can also list the keys query q keeps as runs: for_each_run(b, h, q, kv_len, f)
-/// calls f(begin, end, dense) for key ranges that together hold every kept key of q, with dense
-/// true only when every key of [begin, end) is kept. Runs may overlap and run past kv_len.
+/// A mask_mod that can also list the keys query q keeps as runs: for_each_run(b, h, q, kv_begin,
+/// kv_end, f) calls f(begin, end, dense) for key ranges that together hold every kept key of q in
+/// [kv_begin, kv_end), with dense true only when every key of [begin, end) is kept. Runs may overlap
+/// and reach past the range (callers clip them); a mask with many runs lists only those that meet it,
+/// since attention asks for one tile's keys at a time.
 /// The patterns of lacuna::masks are such masks.
 template <class M>
 concept run_listed_mask = requires(const M& m, void (*f)(std::size_t, std::size_t, bool)) {
-    m.for_each_run(std::size_t{}, std::size_t{}, std::size_t{}, std::size_t{}, f);
+    m.for_each_run(std::size_t{}, std::size_t{}, std::size_t{}, std::size_t{}, std::size_t{}, f);
 };
 
 /// The block mask of mask_mod(b, h, q, kv) -> bool over [batch, heads, q_len, kv_len], as FlexAttention's
@@ -138,7 +140,7 @@ block_mask create_block_mask(const MaskMod& mask_mod, std::size_t batch, std::si
             std::vector<std::size_t> covered(nkv, 0), last_row(nkv, q_len);
             std::vector<char> touched(nkv, 0);
             for (std::size_t i = q_begin; i < q_end; ++i)
-                mask_mod.for_each_run(b, h, i, kv_len, [&](std::size_t first, std::size_t end, bool dense) {
+                mask_mod.for_each_run(b, h, i, 0, kv_len, [&](std::size_t first, std::size_t end, bool dense) {
                     end = std::min(end, kv_len);
                     if (first >= end) return;
                     for (std::size_t kb = first / kv_block; kb <= (end - 1) / kv_block; ++kb) {
