@@ -1,5 +1,6 @@
 // Content-based block selection: MoBA's gate and MInference's vertical-slash estimate pick what was
 // planted in q and k, and flex_attention over their masks matches the reference.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -103,4 +104,38 @@ TEST_CASE("the vertical-slash estimate finds a planted column and keeps the sink
     CHECK(lacuna::test::rel_error(out, want) <= 5e-6);
     CHECK_THROWS_AS(lacuna::estimate_vertical_slash(lacuna::tensor4_view<const float>(q.data(), {1, heads, 100, d}), kv, o),
                     lacuna::shape_error);
+}
+
+TEST_CASE("content-based selection on bfloat16 q and k", "[attention][selection]") {
+    auto rng = lacuna::test::make_rng();
+    const std::size_t heads = 2, l = 200, d = 16;
+    auto q = lacuna::test::random_vector<lacuna::bfloat16>(rng, heads * l * d, -0.5f, 0.5f),
+         k = lacuna::test::random_vector<lacuna::bfloat16>(rng, heads * l * d, -0.5f, 0.5f);
+    for (std::size_t h = 0; h < heads; ++h) {
+        for (std::size_t i = 0; i < l; ++i) q[(h * l + i) * d] = lacuna::bfloat16(1.f);
+        k[(h * l + 70 + h) * d] = lacuna::bfloat16(8.f); // key 70 (head 0) and 71 (head 1) draw every query
+    }
+    std::vector<float> qf(q.size()), kf(k.size());
+    std::transform(q.begin(), q.end(), qf.begin(), [](lacuna::bfloat16 x) { return float(x); });
+    std::transform(k.begin(), k.end(), kf.begin(), [](lacuna::bfloat16 x) { return float(x); });
+    const lacuna::tensor4_view<const lacuna::bfloat16> qv(q.data(), {1, heads, l, d}), kv(k.data(), {1, heads, l, d});
+    const lacuna::tensor4_view<const float> qfv(qf.data(), {1, heads, l, d}), kfv(kf.data(), {1, heads, l, d});
+
+    // MoBA pools and scores in float: the same blocks as for the widened values.
+    const auto m = lacuna::moba_block_mask(qv, kv, {32, 2}), mf = lacuna::moba_block_mask(qfv, kfv, {32, 2});
+    CHECK(std::ranges::equal(m.kv_num_blocks(), mf.kv_num_blocks()));
+    CHECK(std::ranges::equal(m.kv_indices(), mf.kv_indices()));
+    CHECK(std::ranges::equal(m.full_kv_num_blocks(), mf.full_kv_num_blocks()));
+    CHECK(std::ranges::equal(m.full_kv_indices(), mf.full_kv_indices()));
+    CHECK(m.listed_blocks() > 0);
+
+    lacuna::vertical_slash_options o;
+    o.columns = 3;
+    o.sink_columns = 2;
+    o.last_queries = 16;
+    const auto pattern = lacuna::estimate_vertical_slash(qv, kv, o);
+    for (std::size_t h = 0; h < heads; ++h) {
+        INFO("head " << h);
+        CHECK(pattern.patterns[h].columns == std::vector<std::size_t>{0, 1, 70 + h});
+    }
 }

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <numeric>
 #include <set>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -31,6 +33,9 @@ template <class F> void for_each_pattern(F&& f) {
     f("global tokens", masks::global_tokens{{0, 17, 31}, 4, 4}, 50, 50);
     f("bigbird", masks::bigbird(8, 1, 1, 2, 50, 42), 50, 50);
     f("vertical slash", masks::vertical_slash{{0, 5, 22}, {0, 3, 10}}, 50, 50);
+    std::vector<std::size_t> first_20(20);
+    std::iota(first_20.begin(), first_20.end(), std::size_t(0));
+    f("vertical slash with full blocks", masks::vertical_slash{{0, 1, 2, 3, 4, 5, 6, 7, 30}, first_20}, 50, 50);
     f("document", masks::document({0, 7, 7, 30, 45}), 50, 50);
     f("document, not causal", masks::document({0, 20, 50}, false), 50, 50);
     f("per-head window", masks::per_head_window{{3, 9, 50}}, 50, 50);
@@ -102,17 +107,19 @@ TEST_CASE("a pattern's runs hold its kept keys, and its block mask agrees with t
                     }
         for (auto [qb, kb] : {std::pair{8, 8}, std::pair{16, 12}, std::pair{64, 64}}) {
             INFO("blocks " << qb << " x " << kb);
-            const auto from_runs = lacuna::create_block_mask(m, 1, 3, lq, lkv, qb, kb);
+            const auto built = lacuna::create_block_mask(m, 1, 3, lq, lkv, qb, kb);
             const auto elementwise = lacuna::create_block_mask(
                 [&m](std::size_t b, std::size_t h, std::size_t q, std::size_t kv) { return m(b, h, q, kv); }, 1, 3, lq, lkv, qb, kb);
-            // The same blocks listed; full from runs only where every position is kept.
-            const auto [runs_partial, runs_full] = listed(from_runs);
+            // The same blocks listed; full from runs only where every position is kept, and from a
+            // closed-form classification exactly there.
+            const auto [built_partial, built_full] = listed(built);
             const auto [elem_partial, elem_full] = listed(elementwise);
-            std::set<std::pair<std::size_t, int>> runs_all = runs_partial, elem_all = elem_partial;
-            runs_all.insert(runs_full.begin(), runs_full.end());
+            std::set<std::pair<std::size_t, int>> built_all = built_partial, elem_all = elem_partial;
+            built_all.insert(built_full.begin(), built_full.end());
             elem_all.insert(elem_full.begin(), elem_full.end());
-            CHECK(runs_all == elem_all);
-            CHECK(std::includes(elem_full.begin(), elem_full.end(), runs_full.begin(), runs_full.end()));
+            CHECK(built_all == elem_all);
+            CHECK(std::includes(elem_full.begin(), elem_full.end(), built_full.begin(), built_full.end()));
+            if constexpr (lacuna::block_classified_mask<std::decay_t<decltype(m)>>) CHECK(built_full == elem_full);
         }
     });
 }

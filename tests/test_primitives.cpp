@@ -105,6 +105,22 @@ TEST_CASE("reduce_sum and reduce_max match the reference", "[primitives][reduce]
     }
 }
 
+TEMPLATE_TEST_CASE("add_rows adds the column sums of a block to y, in row order", "[primitives][reduce]", float, bfloat16) {
+    LACUNA_FOR_EACH_ARCH();
+    auto rng = lacuna::test::make_rng();
+    for (std::size_t n : {0, 1, 7, 16, 17, 64, 100, 130})
+        for (std::size_t rows : {0, 1, 5, 128}) {
+            INFO("n = " << n << ", rows = " << rows);
+            const std::size_t ld = n + 3; // rows apart by more than their length
+            const auto x = random_vector<TestType>(rng, rows * ld, -4.f, 4.f);
+            auto y = random_vector(rng, n), want = y;
+            for (std::size_t c = 0; c < n; ++c)
+                for (std::size_t r = 0; r < rows; ++r) want[c] += float(x[r * ld + c]);
+            lacuna::detail::dispatch<lacuna::kernels::add_rows>(static_cast<const TestType*>(x.data()), ld, rows, y.data(), n);
+            CHECK(y == want);
+        }
+}
+
 TEST_CASE("reduce_max: NaN anywhere gives NaN, empty gives -inf", "[primitives][reduce]") {
     LACUNA_FOR_EACH_ARCH();
     CHECK(lacuna::reduce_max(std::vector<float>{}) == -inf_f);

@@ -18,6 +18,7 @@
 #include "lacuna/core/error.hpp"
 #include "lacuna/core/parallel.hpp"
 #include "lacuna/layout/block_mask.hpp"
+#include "lacuna/linear.hpp"
 #include "lacuna/masks.hpp"
 #include "lacuna/primitives.hpp"
 
@@ -36,6 +37,12 @@ template <class Pattern> struct per_head {
     template <class F>
     void for_each_run(std::size_t b, std::size_t h, std::size_t q, std::size_t kv_begin, std::size_t kv_end, F&& f) const {
         patterns[b * heads + h].for_each_run(b, h, q, kv_begin, kv_end, f);
+    }
+    block_kind classify_block(std::size_t b, std::size_t h, std::size_t q_begin, std::size_t q_end, std::size_t kv_begin,
+                              std::size_t kv_end) const
+        requires block_classified_mask<Pattern>
+    {
+        return patterns[b * heads + h].classify_block(b, h, q_begin, q_end, kv_begin, kv_end);
     }
 };
 
@@ -64,25 +71,31 @@ block_mask moba_block_mask(tensor4_view<const T> q, tensor4_view<const T> k, con
     detail::check_extents(where, "k", k.extents(), {batch, kv_heads, lkv, d}, "q's batch and D");
     if (heads != 0 && (kv_heads == 0 || heads % kv_heads != 0))
         detail::fail<shape_error>(where, ": q has ", heads, " heads and k ", kv_heads, "; the query heads must be a multiple of the key heads");
+    detail::check_contiguous_rows(where, "q", q);
+    detail::check_contiguous_rows(where, "k", k);
     if (bs == 0) detail::fail<shape_error>(where, ": the block size must be positive");
     const std::size_t nq = (lq + bs - 1) / bs, nkv = (lkv + bs - 1) / bs, rows = batch * heads * nq;
     const auto offset = std::ptrdiff_t(lkv) - std::ptrdiff_t(lq);
     std::vector<std::int32_t> num_partial(rows, 0), partial(rows * nkv, 0), num_full(rows, 0), full(rows * nkv, 0);
+    // Adds rows [first, first + count) of head (b, h) of t to sum.
+    auto add_rows = [d](tensor4_view<const T> t, std::size_t b, std::size_t h, std::size_t first, std::size_t count, float* sum) {
+        detail::dispatch<kernels::add_rows>(static_cast<const T*>(t.row(b, h, first)), t.stride(2), count, sum, d);
+    };
     // Mean key of each block, per (batch, key head).
     std::vector<float> pooled(batch * kv_heads * nkv * d, 0.f);
     parallel_for(batch * kv_heads, [&](std::size_t bh) {
-        float* out = pooled.data() + bh * nkv * d;
-        for (std::size_t j = 0; j < lkv; ++j)
-            for (std::size_t c = 0; c < d; ++c) out[j / bs * d + c] += float(k(bh / kv_heads, bh % kv_heads, j, c));
-        for (std::size_t kb = 0; kb < nkv; ++kb)
-            for (std::size_t c = 0; c < d; ++c) out[kb * d + c] /= float(std::min(bs, lkv - kb * bs));
+        for (std::size_t kb = 0; kb < nkv; ++kb) {
+            float* mean = pooled.data() + (bh * nkv + kb) * d;
+            const std::size_t count = std::min(bs, lkv - kb * bs);
+            add_rows(k, bh / kv_heads, bh % kv_heads, kb * bs, count, mean);
+            scale(1.f / float(count), std::span<float>(mean, d));
+        }
     });
     parallel_for(rows, [&](std::size_t row) {
         const std::size_t qb = row % nq, h = row / nq % heads, b = row / nq / heads;
         const std::size_t first = qb * bs, last = std::min(lq, first + bs) - 1;
-        std::vector<float> mean(d, 0.f);
-        for (std::size_t i = first; i <= last; ++i)
-            for (std::size_t c = 0; c < d; ++c) mean[c] += float(q(b, h, i, c));
+        std::vector<float> mean(d, 0.f); // the sum of the block's queries: ranks as their mean does
+        add_rows(q, b, h, first, last + 1 - first, mean.data());
         const float* keys = pooled.data() + (b * kv_heads + h / (heads / kv_heads)) * nkv * d;
         std::vector<std::pair<float, std::int32_t>> past; // (-score, block): sorts best first, ties to the earlier
         for (std::size_t kb = 0; kb < nkv; ++kb) {
@@ -92,8 +105,7 @@ block_mask moba_block_mask(tensor4_view<const T> q, tensor4_view<const T> k, con
                 partial[row * nkv + std::size_t(num_partial[row]++)] = std::int32_t(kb);
                 continue;
             }
-            float score = 0.f;
-            for (std::size_t c = 0; c < d; ++c) score += mean[c] * keys[kb * d + c];
+            const float score = dot(std::span<const float>(mean), std::span<const float>(keys + kb * d, d));
             past.push_back({std::isnan(score) ? std::numeric_limits<float>::infinity() : -score, std::int32_t(kb)});
         }
         const std::size_t kept = std::min(opts.top_k, past.size());
@@ -137,42 +149,49 @@ masks::per_head<masks::vertical_slash> estimate_vertical_slash(tensor4_view<cons
     if (lq != lkv)
         detail::fail<shape_error>(where, ": q has ", lq, " positions and k ", lkv, "; the estimate is for prefill, where they match");
     const float s = detail::attention_scale(opts.scale, d);
-    const std::size_t last = std::min(opts.last_queries, lq);
+    const std::size_t last = std::min(opts.last_queries, lq), first_query = lq - last;
     masks::per_head<masks::vertical_slash> out{std::vector<masks::vertical_slash>(batch * heads), heads};
-    parallel_for(batch * heads, [&](std::size_t bh) {
+    // The heaviest indices of a sum, always with the first `forced`; sorted ascending.
+    auto heaviest = [](std::vector<double>& mass, std::size_t count, std::size_t forced) {
+        for (std::size_t j = 0; j < std::min(forced, mass.size()); ++j) mass[j] = std::numeric_limits<double>::infinity();
+        std::vector<std::size_t> order(mass.size());
+        std::iota(order.begin(), order.end(), std::size_t(0));
+        const std::size_t kept = std::min(count, order.size());
+        std::partial_sort(order.begin(), order.begin() + std::ptrdiff_t(kept), order.end(), [&](std::size_t x, std::size_t y) {
+            return mass[x] > mass[y] || (mass[x] == mass[y] && x < y);
+        });
+        order.resize(kept);
+        std::erase_if(order, [&](std::size_t j) { return mass[j] == 0.0; });
+        std::sort(order.begin(), order.end());
+        return order;
+    };
+    // The scores of a group of the last queries against every key as one dense product (linear's
+    // threads split the keys), then each query's softmax over its causal keys; groups of 16 queries
+    // bound the scores to 16·Lkv floats.
+    const std::size_t group = std::min<std::size_t>(16, last);
+    std::vector<float> queries(group * d), scores(group * lkv);
+    for (std::size_t bh = 0; bh < batch * heads; ++bh) {
         const std::size_t b = bh / heads, h = bh % heads, hk = h / (heads / kv_heads);
         std::vector<double> column(lkv, 0.0), diagonal(lkv, 0.0);
-        std::vector<float> qrow(d), scores(lkv);
-        for (std::size_t i = lq - last; i < lq; ++i) {
-            const std::size_t keys = i + 1;
-            for (std::size_t c = 0; c < d; ++c) qrow[c] = s * float(q(b, h, i, c));
-            for (std::size_t j = 0; j < keys; ++j) {
-                if constexpr (std::is_same_v<T, float>) scores[j] = dot(std::span<const float>(qrow), std::span<const float>(k.row(b, hk, j), d));
-                else scores[j] = dot(std::span<const bfloat16>(k.row(b, hk, j), d), std::span<const float>(qrow));
-            }
-            softmax(std::span<const float>(scores.data(), keys), std::span<float>(scores.data(), keys));
-            for (std::size_t j = 0; j < keys; ++j) {
-                column[j] += scores[j];
-                diagonal[i - j] += scores[j];
+        for (std::size_t g0 = first_query; g0 < lq; g0 += group) {
+            const std::size_t rows = std::min(group, lq - g0);
+            for (std::size_t i = 0; i < rows; ++i)
+                for (std::size_t c = 0; c < d; ++c) queries[i * d + c] = s * float(q(b, h, g0 + i, c));
+            linear(matrix_view<const float>(queries.data(), rows, d), matrix_view<const T>(k.row(b, hk, 0), lkv, d, k.stride(2)),
+                   matrix_view<float>(scores.data(), rows, lkv));
+            for (std::size_t i = 0; i < rows; ++i) {
+                const std::size_t query = g0 + i, keys = query + 1;
+                const std::span<float> row(scores.data() + i * lkv, keys);
+                softmax(std::span<const float>(row), row);
+                for (std::size_t j = 0; j < keys; ++j) {
+                    column[j] += row[j];
+                    diagonal[query - j] += row[j];
+                }
             }
         }
-        // The heaviest indices of a sum, always with the first `forced`; sorted ascending.
-        auto heaviest = [](std::vector<double>& mass, std::size_t count, std::size_t forced) {
-            for (std::size_t j = 0; j < std::min(forced, mass.size()); ++j) mass[j] = std::numeric_limits<double>::infinity();
-            std::vector<std::size_t> order(mass.size());
-            std::iota(order.begin(), order.end(), std::size_t(0));
-            const std::size_t kept = std::min(count, order.size());
-            std::partial_sort(order.begin(), order.begin() + std::ptrdiff_t(kept), order.end(), [&](std::size_t x, std::size_t y) {
-                return mass[x] > mass[y] || (mass[x] == mass[y] && x < y);
-            });
-            order.resize(kept);
-            std::erase_if(order, [&](std::size_t j) { return mass[j] == 0.0; });
-            std::sort(order.begin(), order.end());
-            return order;
-        };
         out.patterns[bh] = masks::vertical_slash{heaviest(column, opts.columns, opts.sink_columns),
                                                  heaviest(diagonal, opts.diagonals, opts.local_diagonals)};
-    });
+    }
     return out;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -112,12 +113,26 @@ concept run_listed_mask = requires(const M& m, void (*f)(std::size_t, std::size_
     m.for_each_run(std::size_t{}, std::size_t{}, std::size_t{}, std::size_t{}, std::size_t{}, f);
 };
 
+/// What a mask keeps of a block of queries × keys: nothing, some positions, or every one.
+enum class block_kind { empty, partial, full };
+
+/// A mask_mod that classifies a block in closed form: classify_block(b, h, q_begin, q_end, kv_begin,
+/// kv_end) is block_kind::full when every position of [q_begin, q_end) × [kv_begin, kv_end) is kept,
+/// partial when some is, empty when none is (both ranges nonempty). For patterns with many runs
+/// per query (vertical-slash's thousand columns), where listing them for every query would cost
+/// more than the attention it serves.
+template <class M>
+concept block_classified_mask = requires(const M& m, std::size_t i) {
+    { m.classify_block(i, i, i, i, i, i) } -> std::same_as<block_kind>;
+};
+
 /// The block mask of mask_mod(b, h, q, kv) -> bool over [batch, heads, q_len, kv_len], as FlexAttention's
 /// create_block_mask builds it, without a compile step: a block where mask_mod is true at every
 /// position inside the sequences is full, one where it is true somewhere is partial, the rest are
 /// dropped. Pass batch or heads as 1 when mask_mod does not depend on them (it is then called with
-/// 0). Work: Lq·Lkv·B·H calls of mask_mod, or for a run_listed_mask (the patterns of lacuna::masks)
-/// one for_each_run per query and O(key blocks its runs touch); spread over threads by query block.
+/// 0). Work: Lq·Lkv·B·H calls of mask_mod; for a block_classified_mask one classify_block per
+/// block; for a run_listed_mask (the other patterns of lacuna::masks) one for_each_run per query
+/// and O(key blocks its runs touch). Spread over threads by query block.
 /// mask_mod must be safe to call concurrently. Throws shape_error for block sizes of 0.
 template <class MaskMod>
 block_mask create_block_mask(const MaskMod& mask_mod, std::size_t batch, std::size_t heads, std::size_t q_len,
@@ -135,7 +150,13 @@ block_mask create_block_mask(const MaskMod& mask_mod, std::size_t batch, std::si
             if (all) full[row * nkv + std::size_t(num_full[row]++)] = std::int32_t(kb);
             else if (any) partial[row * nkv + std::size_t(num_partial[row]++)] = std::int32_t(kb);
         };
-        if constexpr (run_listed_mask<MaskMod>) {
+        if constexpr (block_classified_mask<MaskMod>) {
+            for (std::size_t kb = 0; kb < nkv; ++kb) {
+                const auto [k0, k1] = keys_of(kb);
+                const block_kind kind = mask_mod.classify_block(b, h, q_begin, q_end, k0, k1);
+                classify(kb, kind != block_kind::empty, kind == block_kind::full);
+            }
+        } else if constexpr (run_listed_mask<MaskMod>) {
             // A block is full when each of its queries has one dense run over all of it.
             std::vector<std::size_t> covered(nkv, 0), last_row(nkv, q_len);
             std::vector<char> touched(nkv, 0);

@@ -26,6 +26,7 @@ struct dot;
 struct axpy;
 struct scale;
 struct reduce_sum;
+struct add_rows;
 struct reduce_max;
 struct exp;
 struct softmax;
@@ -87,6 +88,8 @@ struct kernel_table {
     slot<kernels::scale, void(float, float*, std::size_t)> scale_f32;
     slot<kernels::reduce_sum, float(const float*, std::size_t)> reduce_sum_f32;
     slot<kernels::reduce_max, float(const float*, std::size_t)> reduce_max_f32;
+    slot<kernels::add_rows, void(const float*, std::size_t, std::size_t, float*, std::size_t)> add_rows_f32;
+    slot<kernels::add_rows, void(const bfloat16*, std::size_t, std::size_t, float*, std::size_t)> add_rows_bf16;
     slot<kernels::exp, void(const float*, float*, std::size_t)> exp_f32;
     slot<kernels::softmax, void(const float*, const bool*, float*, std::size_t)> softmax_f32;
     slot<kernels::convert, void(const float*, bfloat16*, std::size_t)> convert_f32_bf16;
@@ -149,7 +152,8 @@ struct kernel_table {
 /// Every slot of the table, once: drives filling, the completeness check and find_slot.
 inline constexpr auto kernel_slots = std::tuple{
     &kernel_table::dot_f32, &kernel_table::dot_bf16, &kernel_table::dot_bf16_f32, &kernel_table::axpy_f32,
-    &kernel_table::scale_f32, &kernel_table::reduce_sum_f32, &kernel_table::reduce_max_f32, &kernel_table::exp_f32,
+    &kernel_table::scale_f32, &kernel_table::reduce_sum_f32, &kernel_table::reduce_max_f32, &kernel_table::add_rows_f32,
+    &kernel_table::add_rows_bf16, &kernel_table::exp_f32,
     &kernel_table::softmax_f32, &kernel_table::convert_f32_bf16, &kernel_table::convert_bf16_f32,
     &kernel_table::transpose_f32, &kernel_table::bias_activation_f32, &kernel_table::swiglu_f32, &kernel_table::spmm_csr_f32_i32, &kernel_table::spmm_csr_f32_i64, &kernel_table::spmm_csr_bf16_i32,
     &kernel_table::spmv_csr_f32_i32, &kernel_table::spmv_csr_f32_i64, &kernel_table::spmv_csr_bf16_i32,

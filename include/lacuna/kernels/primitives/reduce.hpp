@@ -1,9 +1,10 @@
-// lacuna: sum and maximum of a float vector.
+// lacuna: sum and maximum of a float vector, and the column sums of a block of rows.
 #pragma once
 
 #include <cstddef>
 #include <limits>
 
+#include "lacuna/simd/bf16.hpp"
 #include "lacuna/simd/compat.hpp"
 
 namespace lacuna::kernels {
@@ -19,6 +20,47 @@ struct reduce_max {
     template <class Arch>
     float operator()(Arch, const float* x, std::size_t n) const noexcept;
 };
+
+/// y[c] += sum over r < rows of x[r·ld + c], for c < n: the column sums of a row-major block of
+/// float or bfloat16 rows, in float, each column summed in row order (so bit-identical on every
+/// arch). Columns a few registers at a time held across all the rows: one pass over the rows, where
+/// y += row per row pays a call and a store of y for each of them.
+struct add_rows {
+    template <class Arch, class T>
+    void operator()(Arch, const T* x, std::size_t ld, std::size_t rows, float* y, std::size_t n) const noexcept;
+};
+
+template <class Arch, class T>
+void add_rows::operator()(Arch, const T* x, std::size_t ld, std::size_t rows, float* y, std::size_t n) const noexcept {
+    if (rows == 0) return; // x may be null, and no row moves y
+    using V = simd::vec<float, Arch>;
+    constexpr std::size_t w = simd::width<V>;
+    std::size_t c = 0;
+    for (; c + 4 * w <= n; c += 4 * w) {
+        V s0 = simd::load<V>(y + c), s1 = simd::load<V>(y + c + w), s2 = simd::load<V>(y + c + 2 * w),
+          s3 = simd::load<V>(y + c + 3 * w);
+        for (const T* row = x + c; row != x + c + rows * ld; row += ld) {
+            s0 += simd::load<V>(row);
+            s1 += simd::load<V>(row + w);
+            s2 += simd::load<V>(row + 2 * w);
+            s3 += simd::load<V>(row + 3 * w);
+        }
+        simd::store(y + c, s0);
+        simd::store(y + c + w, s1);
+        simd::store(y + c + 2 * w, s2);
+        simd::store(y + c + 3 * w, s3);
+    }
+    for (; c + w <= n; c += w) {
+        V s = simd::load<V>(y + c);
+        for (std::size_t r = 0; r < rows; ++r) s += simd::load<V>(x + r * ld + c);
+        simd::store(y + c, s);
+    }
+    for (; c < n; ++c) {
+        float s = y[c];
+        for (std::size_t r = 0; r < rows; ++r) s += simd::load<float>(x + r * ld + c);
+        y[c] = s;
+    }
+}
 
 template <class Arch>
 float reduce_sum::operator()(Arch, const float* x, std::size_t n) const noexcept {
