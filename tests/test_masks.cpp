@@ -105,6 +105,24 @@ TEST_CASE("a pattern's runs hold its kept keys, and its block mask agrees with t
                             else CHECK(!in_dense_run[kv]);
                         }
                     }
+        // A tile's kept keys as bits, where the pattern writes them itself (flex_attention's tiles
+        // are at most 64 x 64; tiles of 7 start anywhere relative to the pattern).
+        if constexpr (lacuna::bit_listed_mask<std::decay_t<decltype(m)>>)
+            for (std::size_t width : {std::size_t(7), std::size_t(64)})
+                for (std::size_t h = 0; h < 3; ++h)
+                    for (std::size_t q0 = 0; q0 < lq; q0 += width)
+                        for (std::size_t k0 = 0; k0 < lkv; k0 += width) {
+                            const std::size_t queries = std::min(width, lq - q0), keys = std::min(width, lkv - k0);
+                            std::uint64_t kept[64];
+                            m.kept_bits(0, h, q0, queries, k0, keys, kept);
+                            std::size_t wrong = 0;
+                            for (std::size_t c = 0; c < queries; ++c) {
+                                wrong += keys < 64 && (kept[c] >> keys) != 0; // no bit past the tile's keys
+                                for (std::size_t j = 0; j < keys; ++j) wrong += bool(kept[c] >> j & 1) != m(0, h, q0 + c, k0 + j);
+                            }
+                            INFO("head " << h << ", tile at query " << q0 << ", key " << k0);
+                            CHECK(wrong == 0);
+                        }
         for (auto [qb, kb] : {std::pair{8, 8}, std::pair{16, 12}, std::pair{64, 64}}) {
             INFO("blocks " << qb << " x " << kb);
             const auto built = lacuna::create_block_mask(m, 1, 3, lq, lkv, qb, kb);

@@ -232,28 +232,32 @@ template <class MaskMod, class ScoreMod> struct flex_mods {
     const ScoreMod& score_mod;
 };
 
-// Sets the scores of a partial tile that mask_mod drops to -inf. A run_listed_mask (the patterns of
-// lacuna::masks) lists each query's kept keys as runs, so only the keys of runs that are not dense
-// need a call of mask_mod: a tile on a window's edge then costs a few runs per query, not a call per
-// score.
+// Sets the scores of a partial tile that mask_mod drops to -inf. A bit_listed_mask writes the tile's
+// kept keys itself; a run_listed_mask (the patterns of lacuna::masks) lists each query's kept keys
+// as runs, so only the keys of runs that are not dense need a call of mask_mod: a tile on a window's
+// edge then costs a few runs per query, not a call per score.
 template <class MaskMod> void mask_partial_tile(const MaskMod& mask_mod, const kernels::scores_view& t) noexcept {
     constexpr float masked = -std::numeric_limits<float>::infinity();
-    if constexpr (run_listed_mask<MaskMod>) {
+    if constexpr (bit_listed_mask<MaskMod> || run_listed_mask<MaskMod>) {
         static_assert(kernels::attention_key_block <= 64 && kernels::attention_query_block <= 64,
                       "a tile's keys and queries fit 64-bit words");
         const std::size_t j_end = t.j0 + t.keys;
         std::uint64_t kept[64] = {}; // kept[c] bit j: query i0 + c keeps key j0 + j; then transposed
-        for (std::size_t c = 0; c < t.queries; ++c) {
-            const std::size_t q = t.i0 + c;
-            mask_mod.for_each_run(t.batch, t.head, q, t.j0, j_end, [&](std::size_t first, std::size_t end, bool dense) {
-                first = std::max(first, t.j0);
-                end = std::min(end, j_end);
-                if (first >= end) return;
-                if (dense) kept[c] |= low_mask(end - first) << (first - t.j0);
-                else
-                    for (std::size_t j = first; j < end; ++j)
-                        if (mask_mod(t.batch, t.head, q, j)) kept[c] |= std::uint64_t(1) << (j - t.j0);
-            });
+        if constexpr (bit_listed_mask<MaskMod>) {
+            mask_mod.kept_bits(t.batch, t.head, t.i0, t.queries, t.j0, t.keys, kept);
+        } else {
+            for (std::size_t c = 0; c < t.queries; ++c) {
+                const std::size_t q = t.i0 + c;
+                mask_mod.for_each_run(t.batch, t.head, q, t.j0, j_end, [&](std::size_t first, std::size_t end, bool dense) {
+                    first = std::max(first, t.j0);
+                    end = std::min(end, j_end);
+                    if (first >= end) return;
+                    if (dense) kept[c] |= low_mask(end - first) << (first - t.j0);
+                    else
+                        for (std::size_t j = first; j < end; ++j)
+                            if (mask_mod(t.batch, t.head, q, j)) kept[c] |= std::uint64_t(1) << (j - t.j0);
+                });
+            }
         }
         // By key: each key's dropped queries are runs along its row of the tile, set a run at a
         // time, where a store per dropped score went down a column (a line each, about five

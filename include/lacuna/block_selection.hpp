@@ -38,6 +38,12 @@ template <class Pattern> struct per_head {
     void for_each_run(std::size_t b, std::size_t h, std::size_t q, std::size_t kv_begin, std::size_t kv_end, F&& f) const {
         patterns[b * heads + h].for_each_run(b, h, q, kv_begin, kv_end, f);
     }
+    void kept_bits(std::size_t b, std::size_t h, std::size_t q_begin, std::size_t queries, std::size_t kv_begin,
+                   std::size_t keys, std::uint64_t* kept) const noexcept
+        requires bit_listed_mask<Pattern>
+    {
+        patterns[b * heads + h].kept_bits(b, h, q_begin, queries, kv_begin, keys, kept);
+    }
     block_kind classify_block(std::size_t b, std::size_t h, std::size_t q_begin, std::size_t q_end, std::size_t kv_begin,
                               std::size_t kv_end) const
         requires block_classified_mask<Pattern>

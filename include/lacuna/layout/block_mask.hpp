@@ -113,6 +113,16 @@ concept run_listed_mask = requires(const M& m, void (*f)(std::size_t, std::size_
     m.for_each_run(std::size_t{}, std::size_t{}, std::size_t{}, std::size_t{}, std::size_t{}, f);
 };
 
+/// A mask_mod that writes the keys a tile of at most 64 queries keeps as bits: kept_bits(b, h,
+/// q_begin, queries, kv_begin, keys, kept) sets kept[c] to the keys [kv_begin, kv_begin + keys),
+/// keys <= 64, that query q_begin + c keeps (bit j for key kv_begin + j), for c < queries <= 64.
+/// flex_attention's partial tiles use it before runs: a pattern whose runs are the same for every
+/// query of a tile (vertical-slash's columns) finds them once a tile, not once a query.
+template <class M>
+concept bit_listed_mask = requires(const M& m, std::size_t i, std::uint64_t* kept) {
+    m.kept_bits(i, i, i, i, i, i, kept);
+};
+
 /// What a mask keeps of a block of queries × keys: nothing, some positions, or every one.
 enum class block_kind { empty, partial, full };
 
