@@ -71,6 +71,12 @@ TEST_CASE("mask patterns keep what the papers keep", "[masks]") {
     CHECK(kept(masks::global_tokens{{1}, 1, 0}, 0, 6, 8) == v{1, 5, 6});
     CHECK(kept(masks::global_tokens{{1}, 1, 0}, 0, 1, 4) == v{0, 1, 2, 3});
     CHECK(kept(masks::vertical_slash{{0, 2}, {0, 4}}, 0, 6, 10) == v{0, 2, 6});
+    // Position lists in any order, with repeats: kept sorted and once, as the lookups need.
+    const masks::vertical_slash shuffled{{22, 0, 5, 5}, {10, 0, 3, 0}};
+    CHECK(shuffled.columns == v{0, 5, 22});
+    CHECK(shuffled.diagonals == v{0, 3, 10});
+    CHECK(masks::global_tokens{{31, 0, 17, 17}, 4}.global == v{0, 17, 31});
+    CHECK(kept(masks::global_tokens{{5, 1, 1}, 1, 0}, 0, 6, 8) == v{1, 5, 6});
     CHECK(kept(masks::document({0, 3, 7}), 0, 4, 8) == v{3, 4});
     CHECK(kept(masks::document({0, 3, 7}), 0, 7, 8).empty()); // past the last sequence
     CHECK(kept(masks::per_head_window{{1, 2}}, 1, 4, 8) == v{3, 4});

@@ -13,6 +13,16 @@
 #include "lacuna/core/error.hpp"
 #include "lacuna/layout/block_mask.hpp"
 
+namespace lacuna::detail {
+// The lookups of the patterns binary-search their position lists, and a block is full only when no
+// position of a range is missing: sorted, each once.
+inline std::vector<std::size_t> sorted_unique(std::vector<std::size_t> v) {
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    return v;
+}
+} // namespace lacuna::detail
+
 namespace lacuna::masks {
 
 /// Query q attends key kv when kv <= q + offset: offset = Lkv − Lq aligns it to the bottom right.
@@ -68,8 +78,12 @@ struct sinks_and_window {
 /// Longformer's global attention over a local window: the listed global positions attend every key
 /// and are attended by every query; other pairs keep q − before ≤ kv ≤ q + after.
 struct global_tokens {
-    std::vector<std::size_t> global; // sorted
-    std::size_t before, after = 0;
+    std::vector<std::size_t> global; // strictly increasing
+    std::size_t before = 0, after = 0;
+    global_tokens() = default;
+    /// The positions in any order; repeats are dropped.
+    global_tokens(std::vector<std::size_t> positions, std::size_t window_before, std::size_t window_after = 0)
+        : global(detail::sorted_unique(std::move(positions))), before(window_before), after(window_after) {}
     bool is_global(std::size_t i) const noexcept { return std::binary_search(global.begin(), global.end(), i); }
     bool operator()(std::size_t b, std::size_t h, std::size_t q, std::size_t kv) const noexcept {
         return is_global(q) || is_global(kv) || sliding_window{before, after}(b, h, q, kv);
@@ -132,6 +146,10 @@ struct bigbird {
 struct vertical_slash {
     std::vector<std::size_t> columns;   // strictly increasing
     std::vector<std::size_t> diagonals; // strictly increasing
+    vertical_slash() = default;
+    /// The columns and diagonals in any order; repeats are dropped.
+    vertical_slash(std::vector<std::size_t> key_columns, std::vector<std::size_t> offsets)
+        : columns(detail::sorted_unique(std::move(key_columns))), diagonals(detail::sorted_unique(std::move(offsets))) {}
     bool operator()(std::size_t, std::size_t, std::size_t q, std::size_t kv) const noexcept {
         return kv <= q && (std::binary_search(columns.begin(), columns.end(), kv) ||
                            std::binary_search(diagonals.begin(), diagonals.end(), q - kv));
