@@ -1,11 +1,11 @@
 // libFuzzer target for prefill attention: attention (causal, additive and boolean masks broadcast
 // over batch and heads), flex_attention (block masks built by create_block_mask from a random mask_mod
-// or from a pattern of lacuna::masks, or imported as random FlexAttention arrays; score_mods), and
-// masked_attention (CSR or bitmap element masks). Shapes (GQA, head sizes off the register width,
-// lengths across tiles and blocks, [B, L, H, D] strides), float or bfloat16, instruction set, threads
-// and values (NaN and inf included) come from the input. Outputs and logsumexp must match the double
-// reference within the error the float scores can make, NaN exactly where it has NaN. Anything else
-// is a finding.
+// or from a pattern of lacuna::masks, vertical-slash's in closed form, or imported as random
+// FlexAttention arrays; score_mods), and masked_attention (CSR or bitmap element masks). Shapes
+// (GQA, head sizes off the register width, lengths across tiles and blocks, [B, L, H, D] strides),
+// float or bfloat16, instruction set, threads and values (NaN and inf included) come from the input.
+// Outputs and logsumexp must match the double reference within the error the float scores can make,
+// NaN exactly where it has NaN. Anything else is a finding.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -244,7 +244,14 @@ template <class T> void run(FuzzedDataProvider& in) {
             return with_mask([m, mb, mh](std::size_t b, std::size_t h, std::size_t q, std::size_t kv) { return m(mb == 1 ? 0 : b, mh == 1 ? 0 : h, q, kv); }, mh);
         }
         const std::size_t a = in.ConsumeIntegralInRange<std::size_t>(0, 70), c = in.ConsumeIntegralInRange<std::size_t>(0, 20);
-        switch (in.ConsumeIntegralInRange<int>(0, 5)) {
+        // Positions for global tokens, columns and diagonals: in any order, repeats allowed, some
+        // past the sequence.
+        const auto positions = [&](std::size_t below) {
+            std::vector<std::size_t> p(in.ConsumeIntegralInRange<std::size_t>(0, 12));
+            for (auto& x : p) x = in.ConsumeIntegralInRange<std::size_t>(0, below + 4);
+            return p;
+        };
+        switch (in.ConsumeIntegralInRange<int>(0, 7)) {
         case 0: return with_mask(lacuna::masks::causal{std::ptrdiff_t(s.lkv) - std::ptrdiff_t(s.lq)}, mh);
         case 1: return with_mask(lacuna::masks::sliding_window{a, c}, mh);
         case 2: return with_mask(lacuna::masks::dilated_window{a, c, in.ConsumeIntegralInRange<std::size_t>(1, 4)}, mh);
@@ -253,6 +260,11 @@ template <class T> void run(FuzzedDataProvider& in) {
             std::vector<std::size_t> cu{0};
             while (cu.back() < std::max(s.lq, s.lkv) && in.remaining_bytes() > 0) cu.push_back(cu.back() + in.ConsumeIntegralInRange<std::size_t>(0, 40));
             return with_mask(lacuna::masks::document(cu, in.ConsumeBool()), mh);
+        }
+        case 5: return with_mask(lacuna::masks::global_tokens(positions(std::max(s.lq, s.lkv)), a, c), mh);
+        case 6: { // the block mask from classify_block, partial tiles from kept_bits
+            auto columns = positions(s.lkv);
+            return with_mask(lacuna::masks::vertical_slash(std::move(columns), positions(s.lq)), mh);
         }
         default:
             if (s.lkv == 0) return;
