@@ -241,11 +241,11 @@ template <class MaskMod> void mask_partial_tile(const MaskMod& mask_mod, const k
     if constexpr (bit_listed_mask<MaskMod> || run_listed_mask<MaskMod>) {
         static_assert(kernels::attention_key_block <= 64 && kernels::attention_query_block <= 64,
                       "a tile's keys and queries fit 64-bit words");
-        const std::size_t j_end = t.j0 + t.keys;
         std::uint64_t kept[64] = {}; // kept[c] bit j: query i0 + c keeps key j0 + j; then transposed
         if constexpr (bit_listed_mask<MaskMod>) {
             mask_mod.kept_bits(t.batch, t.head, t.i0, t.queries, t.j0, t.keys, kept);
         } else {
+            const std::size_t j_end = t.j0 + t.keys;
             for (std::size_t c = 0; c < t.queries; ++c) {
                 const std::size_t q = t.i0 + c;
                 mask_mod.for_each_run(t.batch, t.head, q, t.j0, j_end, [&](std::size_t first, std::size_t end, bool dense) {

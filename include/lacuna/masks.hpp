@@ -154,16 +154,21 @@ struct vertical_slash {
         return kv <= q && (std::binary_search(columns.begin(), columns.end(), kv) ||
                            std::binary_search(diagonals.begin(), diagonals.end(), q - kv));
     }
+    /// The first column at or after key kv.
+    auto columns_from(std::size_t kv) const { return std::lower_bound(columns.begin(), columns.end(), kv); }
+    /// The first diagonal that keeps a key below kv_end for a query at or after q_begin.
+    auto diagonals_from(std::size_t q_begin, std::size_t kv_end) const {
+        return std::lower_bound(diagonals.begin(), diagonals.end(), q_begin + 1 > kv_end ? q_begin + 1 - kv_end : 0);
+    }
     // Only the columns and diagonals that meet [kv_begin, kv_end): a tile of 64 keys looks up its
     // few among a thousand, where listing them all for every query cost 6x dense attention.
     template <class F>
     void for_each_run(std::size_t, std::size_t, std::size_t q, std::size_t kv_begin, std::size_t kv_end, F&& f) const {
         const std::size_t end = std::min(kv_end, q + 1); // causal
         if (kv_begin >= end) return;
-        for (auto c = std::lower_bound(columns.begin(), columns.end(), kv_begin); c != columns.end() && *c < end; ++c)
-            f(*c, *c + 1, true);
+        for (auto c = columns_from(kv_begin); c != columns.end() && *c < end; ++c) f(*c, *c + 1, true);
         // kv = q − d in [kv_begin, end) for d in [q + 1 − end, q − kv_begin].
-        for (auto d = std::lower_bound(diagonals.begin(), diagonals.end(), q + 1 - end); d != diagonals.end() && *d <= q - kv_begin; ++d)
+        for (auto d = diagonals_from(q, end); d != diagonals.end() && *d <= q - kv_begin; ++d)
             f(q - *d, q - *d + 1, true);
     }
     // A tile's columns found once, then each diagonal that meets the tile along its queries; the
@@ -172,12 +177,10 @@ struct vertical_slash {
                    std::uint64_t* kept) const noexcept {
         const std::size_t q_end = q_begin + queries, kv_end = kv_begin + keys;
         std::uint64_t column_bits = 0;
-        for (auto c = std::lower_bound(columns.begin(), columns.end(), kv_begin); c != columns.end() && *c < kv_end; ++c)
-            column_bits |= std::uint64_t(1) << (*c - kv_begin);
+        for (auto c = columns_from(kv_begin); c != columns.end() && *c < kv_end; ++c) column_bits |= std::uint64_t(1) << (*c - kv_begin);
         std::fill_n(kept, queries, column_bits);
         // Diagonal d keeps key kv of query kv + d; none meets a tile whose keys are all in the future.
-        const std::size_t lowest = q_begin + 1 > kv_end ? q_begin + 1 - kv_end : 0;
-        for (auto d = std::lower_bound(diagonals.begin(), diagonals.end(), lowest); d != diagonals.end() && *d + kv_begin < q_end; ++d) {
+        for (auto d = diagonals_from(q_begin, kv_end); d != diagonals.end() && *d + kv_begin < q_end; ++d) {
             const std::size_t first_key = q_begin > kv_begin + *d ? q_begin - kv_begin - *d : 0;
             for (std::size_t j = first_key; j < keys && kv_begin + j + *d < q_end; ++j)
                 kept[kv_begin + j + *d - q_begin] |= std::uint64_t(1) << j;
@@ -190,12 +193,10 @@ struct vertical_slash {
     block_kind classify_block(std::size_t, std::size_t, std::size_t q_begin, std::size_t q_end, std::size_t kv_begin,
                               std::size_t kv_end) const {
         if (kv_begin >= q_end) return block_kind::empty; // every key in the future of every query
-        const auto column = std::lower_bound(columns.begin(), columns.end(), kv_begin);
-        // Diagonal d meets the block when some query q of it has q − d among its keys.
-        const std::size_t lowest = q_begin + 1 > kv_end ? q_begin + 1 - kv_end : 0, highest = q_end - 1 - kv_begin;
-        const auto diagonal = std::lower_bound(diagonals.begin(), diagonals.end(), lowest);
+        const auto column = columns_from(kv_begin);
+        const auto diagonal = diagonals_from(q_begin, kv_end); // meets the block if at most q_end − 1 − kv_begin
         const bool any_column = column != columns.end() && *column < std::min(kv_end, q_end);
-        if (!any_column && (diagonal == diagonals.end() || *diagonal > highest)) return block_kind::empty;
+        if (!any_column && (diagonal == diagonals.end() || *diagonal > q_end - 1 - kv_begin)) return block_kind::empty;
         if (kv_end - 1 > q_begin) return block_kind::partial; // reaches into a query's future
         // Full when each key that is not a column is kept on every query by a diagonal.
         for (auto [kv, c] = std::pair{kv_begin, column}; kv < kv_end; ++kv) {
